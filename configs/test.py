@@ -1,0 +1,19 @@
+"""A tiny config for tests: a few steps of a small MLP β-TCVAE on procedural dSprites.
+
+    python -m vae_jax.main --config=configs/test.py --workdir=/tmp/vae_jax_test
+
+Finishes in seconds; checks that the pieces fit, not that anything is learned.
+"""
+
+from vae_jax.configlib import base_config
+
+
+def get_config():
+  config = base_config()
+  config.data.pipeline = "numpy"
+  config.batch_size = 16
+  config.num_train_steps = 6
+  config.log_every_steps = 2
+  config.checkpoint_every_steps = 3
+  config.model.latent_dim = 4
+  return config

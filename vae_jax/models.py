@@ -1,0 +1,135 @@
+"""Encoders, decoders and the VAE module (Flax Linen, NHWC images).
+
+Two architectures, as in Chen et al. (2018) and the β-VAE papers:
+  conv64: 4 convolutions (32, 32, 64, 64 channels; 4×4, stride 2, padding 1) →
+          dense 256 → (mean, log_var); decoder dense 256 → dense 4·4·64 → 4
+          transposed convolutions (64, 32, 32, C; 4×4, stride 2) → 64×64×C.
+  mlp:    flatten → 1200 → 1200 (ReLU) → (mean, log_var); decoder 1200 ×3 (tanh) → H·W·C.
+The decoder outputs Bernoulli logits or Gaussian means, per the objective's likelihood.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from vae_jax import layers
+from vae_jax import losses
+
+ARCHITECTURES = ("conv64", "mlp")
+
+
+class Conv64Encoder(nn.Module):
+  """x [B, 64, 64, C] -> (mean, log_var) [B, latent_dim] with the conv64 network."""
+
+  latent_dim: int
+  channels: Sequence[int] = (32, 32, 64, 64)
+  hidden: int = 256
+  conv_impl: str = "fast"
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    h = x
+    for features in self.channels:
+      h = nn.relu(layers.Conv4x4Stride2(features, impl=self.conv_impl)(h))
+    h = h.reshape(h.shape[0], -1)
+    h = nn.relu(nn.Dense(self.hidden)(h))
+    out = nn.Dense(2 * self.latent_dim)(h)
+    return out[:, : self.latent_dim], out[:, self.latent_dim :]
+
+
+class Conv64Decoder(nn.Module):
+  """z [B, latent_dim] -> logits or means [B, 64, 64, out_channels]."""
+
+  out_channels: int
+  channels: Sequence[int] = (64, 32, 32)
+  hidden: int = 256
+  conv_impl: str = "fast"
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> jax.Array:
+    h = nn.relu(nn.Dense(self.hidden)(z))
+    h = nn.relu(nn.Dense(4 * 4 * 64)(h))
+    h = h.reshape(h.shape[0], 4, 4, 64)
+    for features in self.channels:
+      h = nn.relu(layers.ConvTranspose4x4Stride2(features, impl=self.conv_impl)(h))
+    return layers.ConvTranspose4x4Stride2(self.out_channels, impl=self.conv_impl)(h)
+
+
+class MLPEncoder(nn.Module):
+  """x [B, H, W, C] -> (mean, log_var) [B, latent_dim]: flatten → 1200 → 1200 (ReLU)."""
+
+  latent_dim: int
+  hidden: Sequence[int] = (1200, 1200)
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    h = x.reshape(x.shape[0], -1)
+    for width in self.hidden:
+      h = nn.relu(nn.Dense(width)(h))
+    out = nn.Dense(2 * self.latent_dim)(h)
+    return out[:, : self.latent_dim], out[:, self.latent_dim :]
+
+
+class MLPDecoder(nn.Module):
+  """z [B, latent_dim] -> logits or means [B, *image_shape]: 1200 ×3 (tanh) → H·W·C."""
+
+  image_shape: tuple[int, int, int]
+  hidden: Sequence[int] = (1200, 1200, 1200)
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> jax.Array:
+    h = z
+    for width in self.hidden:
+      h = jnp.tanh(nn.Dense(width)(h))
+    h = nn.Dense(self.image_shape[0] * self.image_shape[1] * self.image_shape[2])(h)
+    return h.reshape(z.shape[0], *self.image_shape)
+
+
+class VAE(nn.Module):
+  """Encoder, reparameterised sample, decoder.
+
+  With `deterministic=True` (the plain autoencoder) the code is the encoder's mean,
+  and log_var is reported as zeros so the latent metrics stay defined.
+  """
+
+  encoder: nn.Module
+  decoder: nn.Module
+  deterministic: bool = False
+
+  def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Posterior parameters (mean, log_var) [B, K] of images x [B, H, W, C]."""
+    mean, log_var = self.encoder(x)
+    if self.deterministic:
+      log_var = jnp.zeros_like(mean)
+    return mean, log_var
+
+  def decode(self, z: jax.Array) -> jax.Array:
+    """Decoder output [B, H, W, C] (logits or means) for codes z [B, K]."""
+    return self.decoder(z)
+
+  def __call__(self, x: jax.Array, rng: jax.Array) -> dict[str, jax.Array]:
+    """Outputs for images x [B, H, W, C]: mean, log_var, z [B, K]; decoded [B, H, W, C]."""
+    mean, log_var = self.encode(x)
+    z = mean if self.deterministic else losses.reparameterize(rng, mean, log_var)
+    return dict(mean=mean, log_var=log_var, z=z, decoded=self.decode(z))
+
+
+def create_model(model_config: ml_collections.ConfigDict, image_shape: tuple[int, int, int], objective: str) -> VAE:
+  """The VAE for `model_config` (architecture, latent_dim, conv_impl) and image shape."""
+  arch = model_config.architecture
+  if arch == "conv64":
+    if tuple(image_shape[:2]) != (64, 64):
+      raise ValueError(f"conv64 needs 64×64 images, got {image_shape}; use model.architecture='mlp'.")
+    encoder = Conv64Encoder(model_config.latent_dim, conv_impl=model_config.conv_impl)
+    decoder = Conv64Decoder(image_shape[2], conv_impl=model_config.conv_impl)
+  elif arch == "mlp":
+    encoder = MLPEncoder(model_config.latent_dim)
+    decoder = MLPDecoder(tuple(image_shape))
+  else:
+    raise ValueError(f"Unknown model.architecture {arch!r}; use one of {ARCHITECTURES}.")
+  return VAE(encoder=encoder, decoder=decoder, deterministic=objective == "ae")

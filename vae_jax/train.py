@@ -1,0 +1,259 @@
+"""Training: a pure train step, vmapped over an ensemble, and the loop that owns it.
+
+`train_step(state, batch, rng)` updates one model. `make_ensemble_step` vmaps it
+over the train state's leading ensemble axis (one member per seed, each with its own
+β if asked) and jit-compiles it with the parameters replicated and the batch split
+over the mesh's 'data' axis. `train_and_evaluate(config, workdir)` owns everything
+stateful: the input stream, checkpoints, metric writers and the final evaluation.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from typing import Any, Callable, Mapping
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers, periodic_actions
+from flax.training import train_state
+
+from vae_jax import checkpoints, configlib, losses, models, parallel
+from vae_jax.data import get_dataset
+from vae_jax.data import pipeline as data_pipeline
+
+Metrics = dict[str, jax.Array]
+
+
+class TrainState(train_state.TrainState):
+  """Flax's TrainState plus what makes a step reproducible and reportable.
+
+  rng: the member's base key; step t samples with fold_in(rng, t).
+  hparams: the objective's weights {"alpha", "beta", "gamma"} (per member in an ensemble).
+  nonfinite_step: −1, or the first step whose loss was NaN or Inf.
+  """
+
+  rng: jax.Array
+  hparams: Mapping[str, jax.Array]
+  nonfinite_step: jax.Array
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss became NaN or Inf; the run stops without saving the broken state."""
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam with the config's learning rate and moments."""
+  o = config.optimizer
+  return optax.adam(o.learning_rate, b1=o.b1, b2=o.b2, eps=o.eps)
+
+
+def create_train_state(
+    model: models.VAE,
+    optimizer: optax.GradientTransformation,
+    image_shape: tuple[int, int, int],
+    seed: jax.Array,
+    hparams: Mapping[str, jax.Array],
+) -> TrainState:
+  """One member's initial state: parameters from `seed`, step 0, its hyperparameters."""
+  init_rng, state_rng = jax.random.split(jax.random.PRNGKey(seed))
+  dummy = jnp.zeros((1, *image_shape), jnp.float32)
+  params = model.init(init_rng, dummy, init_rng)["params"]
+  return TrainState.create(
+      apply_fn=model.apply,
+      params=params,
+      tx=optimizer,
+      rng=state_rng,
+      hparams={k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()},
+      nonfinite_step=jnp.asarray(-1, jnp.int32),
+  )
+
+
+def train_step(
+    state: TrainState,
+    batch: jax.Array,
+    rng: jax.Array,
+    *,
+    objective_fn: Callable[..., tuple[jax.Array, Metrics]],
+) -> tuple[TrainState, Metrics]:
+  """One optimiser step of one model on batch [B, H, W, C]; returns (state, metrics).
+
+  `objective_fn(outputs, x, alpha=, beta=, gamma=)` is `losses.objective` with the
+  objective's static settings bound.
+  """
+
+  def loss_fn(params):
+    outputs = state.apply_fn({"params": params}, batch, rng)
+    return objective_fn(outputs, batch, **state.hparams)
+
+  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  new_state = state.apply_gradients(grads=grads)
+  first_bad = jnp.where((state.nonfinite_step < 0) & ~jnp.isfinite(loss), state.step, state.nonfinite_step)
+  return new_state.replace(nonfinite_step=first_bad.astype(jnp.int32)), metrics
+
+
+def ensemble_step_fn(objective_fn: Callable[..., tuple[jax.Array, Metrics]]):
+  """The train step vmapped over the ensemble axis: (state [S], batch [S, B, ...]) -> (state, metrics [S])."""
+  step = functools.partial(train_step, objective_fn=objective_fn)
+
+  def ensemble_step(state: TrainState, batch: jax.Array) -> tuple[TrainState, Metrics]:
+    rngs = jax.vmap(jax.random.fold_in)(state.rng, state.step)
+    return jax.vmap(step)(state, batch, rngs)
+
+  return ensemble_step
+
+
+def make_objective_fn(config: ml_collections.ConfigDict, dataset_size: int):
+  """`losses.objective` with the config's static settings bound."""
+  return functools.partial(
+      losses.objective,
+      kind=config.loss.objective,
+      likelihood=config.loss.likelihood,
+      dataset_size=dataset_size,
+      estimator=config.loss.estimator,
+  )
+
+
+def create_ensemble_state(
+    config: ml_collections.ConfigDict, model: models.VAE, image_shape: tuple[int, int, int]
+) -> TrainState:
+  """The ensemble's initial state: every leaf has a leading axis of num_members."""
+  num_members = config.ensemble.num_members
+  seeds = jnp.arange(num_members) + config.seed
+  hparams = dict(
+      alpha=jnp.full((num_members,), config.loss.alpha, jnp.float32),
+      beta=jnp.asarray(configlib.member_betas(config), jnp.float32),
+      gamma=jnp.full((num_members,), config.loss.gamma, jnp.float32),
+  )
+  optimizer = create_optimizer(config)
+  init = functools.partial(create_train_state, model, optimizer, image_shape)
+  return jax.jit(jax.vmap(init))(seeds, hparams)
+
+
+def member_scalars(metrics: Mapping[str, np.ndarray]) -> dict[str, float]:
+  """Flat scalars for the writers: "name" for one member, "name/member_m" for several."""
+  out = {}
+  for name, values in metrics.items():
+    values = np.asarray(values).reshape(-1)
+    if values.size == 1:
+      out[name] = float(values[0])
+    else:
+      out.update({f"{name}/member_{m}": float(v) for m, v in enumerate(values)})
+  return out
+
+
+def _check_finite(state: TrainState) -> None:
+  bad = np.asarray(jax.device_get(state.nonfinite_step))
+  if (bad >= 0).any():
+    members = [int(m) for m in np.flatnonzero(bad >= 0)]
+    step = int(bad[bad >= 0].min())
+    raise NonFiniteLossError(
+        f"The loss became NaN or Inf at step {step} (ensemble member(s) {members}). Training stopped; "
+        "the last checkpoint (written before that step) is intact. Lower optimizer.learning_rate, "
+        "check the data, or use loss.likelihood='bernoulli' for binary images."
+    )
+
+
+def _write_json(path: str, payload: Any) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(payload, f, indent=2, sort_keys=True, default=float)
+  os.replace(tmp, path)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (resuming from workdir's latest checkpoint) and returns the final metrics.
+
+  Writes workdir/config.json, checkpoints/, TensorBoard events and metrics.json.
+  """
+  configlib.validate_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  parallel.initialize(config.multi_host)
+  is_chief = jax.process_index() == 0
+  if is_chief:
+    _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+
+  dataset = get_dataset(config.data)
+  model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
+  mesh = parallel.create_mesh()
+  state = create_ensemble_state(config, model, dataset.image_shape)
+  state = jax.device_put(state, parallel.replicated(mesh))
+
+  ckpt = checkpoints.Checkpointer(
+      os.path.join(workdir, "checkpoints"),
+      max_to_keep=config.max_checkpoints_to_keep,
+      save_every_steps=config.checkpoint_every_steps,
+  )
+  restored = ckpt.restore_latest(state)
+  if restored is not None:
+    state = restored
+  start_step = int(jax.device_get(state.step)[0])
+  num_steps = config.num_train_steps
+  logging.info("Training %d member(s) from step %d to %d.", config.ensemble.num_members, start_step, num_steps)
+
+  step_fn = jax.jit(
+      ensemble_step_fn(make_objective_fn(config, len(dataset))),
+      in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
+      out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
+      donate_argnums=(0,),
+  )
+  seeds = [config.seed + m for m in range(config.ensemble.num_members)]
+  stream = data_pipeline.train_stream(
+      dataset, seeds, config.batch_size, start_step, num_steps,
+      pipeline=config.data.pipeline, prefetch=config.data.prefetch, workers=config.data.workers,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+  )
+
+  writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief, asynchronous=True)
+  if start_step == 0:
+    writer.write_hparams(member_scalars({"beta": np.asarray(configlib.member_betas(config))}) | {
+        "batch_size": config.batch_size, "latent_dim": config.model.latent_dim,
+        "num_members": config.ensemble.num_members})
+  progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer, every_steps=config.log_every_steps)
+  pending = None  # (step, metrics) logged one step late so the host never waits on the device.
+  last_metrics = None
+  wait_time, t_start = 0.0, time.time()
+  with metric_writers.ensure_flushes(writer):
+    for step in range(start_step + 1, num_steps + 1):
+      t0 = time.perf_counter()
+      batch = parallel.global_batch(next(stream), mesh)
+      wait_time += time.perf_counter() - t0
+      state, metrics = step_fn(state, batch)
+      if pending is not None:
+        writer.write_scalars(pending[0], member_scalars(jax.device_get(pending[1])))
+        pending = None
+      progress(step, time.time())
+      if step % config.log_every_steps == 0 or step == num_steps:
+        pending = (step, metrics)
+      last_metrics = metrics
+      if step % config.checkpoint_every_steps == 0 or step == num_steps:
+        _check_finite(state)
+        ckpt.save(step, state, force=step == num_steps)
+    if pending is not None:
+      writer.write_scalars(pending[0], member_scalars(jax.device_get(pending[1])))
+  _check_finite(state)
+  ckpt.close()
+  elapsed = time.time() - t_start
+  trained = num_steps - start_step
+  logging.info("Trained %d steps in %.1f s (%.1f%% waiting for input).", trained, elapsed,
+               100 * wait_time / max(elapsed, 1e-9))
+
+  results: dict[str, Any] = {
+      "step": num_steps,
+      "dataset": dataset.name,
+      "num_members": config.ensemble.num_members,
+      "betas": list(configlib.member_betas(config)),
+      "seeds": seeds,
+  }
+  if last_metrics is not None:
+    results["train"] = {k: np.asarray(v).tolist() for k, v in jax.device_get(last_metrics).items()}
+  if is_chief:
+    _write_json(os.path.join(workdir, "metrics.json"), results)
+  return results
