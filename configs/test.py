@@ -16,4 +16,13 @@ def get_config():
   config.log_every_steps = 2
   config.checkpoint_every_steps = 3
   config.model.latent_dim = 4
+  config.model.mlp_width = 64
+  config.eval.final = "subset"
+  config.eval.subset_images = 600
+  config.eval.mig_samples = 600
+  config.eval.histogram_points = 600
+  config.eval.elbo_samples = 300
+  config.eval.likelihood_images = 64
+  config.eval.importance_samples = 4
+  config.eval.batch_size = 256
   return config

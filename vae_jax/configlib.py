@@ -10,7 +10,7 @@ from __future__ import annotations
 import ml_collections
 
 from vae_jax import losses, models
-from vae_jax.data import DATASETS
+from vae_jax.data import CACHE_MODES, DATASETS, FACTORLESS_DATASETS
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -23,11 +23,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.pipeline = "tf"  # "tf" (tf.data) or "numpy" (no TensorFlow needed).
   c.data.prefetch = 4
   c.data.workers = 2
+  # Real datasets: the TFDS data directory ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets;
+  # manual files go in <data_dir>/downloads/manual), and how the decoded grid cached
+  # there is held: "auto" (in RAM if it fits, else memory-mapped), "memory" or "mmap".
+  c.data.data_dir = ""
+  c.data.cache = "auto"
 
   c.model = ml_collections.ConfigDict()
   c.model.architecture = "mlp"  # "mlp" or "conv64".
   c.model.latent_dim = 10
   c.model.conv_impl = "fast"  # "fast" (matmul-friendly rewrite) or "xla" (textbook layers).
+  c.model.mlp_width = 1200  # Hidden width of the MLP encoder and decoder (Chen et al.: 1200).
 
   c.loss = ml_collections.ConfigDict()
   c.loss.objective = "betatcvae"  # "ae", "vae", "betavae" or "betatcvae".
@@ -53,10 +59,27 @@ def base_config() -> ml_collections.ConfigDict:
   c.ensemble.num_members = 1
   c.ensemble.betas = ()
 
+  # Evaluation: a cheap sub-grid every eval.every_steps during training (0: never), and
+  # at the end eval.final: "full" (the whole dataset), "subset" (the sub-grid) or "none".
+  # --mode=evaluate always evaluates the whole dataset.
+  c.eval = ml_collections.ConfigDict()
+  c.eval.every_steps = 0
+  c.eval.final = "full"
+  c.eval.subset_images = 12_000  # Size bound of the sub-grid used during training.
+  c.eval.batch_size = 2048
+  c.eval.mig_samples = 10_000  # Evaluation points of Chen et al.'s MIG estimator.
+  c.eval.mig_factors = ()  # Factor names Chen's MIG counts; () = the dataset's default.
+  c.eval.histogram_points = 10_000  # disentanglement_lib's histogram MIG protocol.
+  c.eval.histogram_bins = 20
+  c.eval.elbo_samples = 10_000  # Evaluation points of the aggregate-posterior decomposition.
+  c.eval.likelihood_images = 2_000  # Images for the ELBO and importance-weighted log p(x).
+  c.eval.importance_samples = 20
+
   c.log_every_steps = 100
   c.checkpoint_every_steps = 500
   c.max_checkpoints_to_keep = 3
   c.multi_host = False  # Call jax.distributed.initialize() (multi-host TPU pods).
+  c.lock()  # Config files and the command line may change keys, not invent them.
   return c
 
 
@@ -76,6 +99,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
   check(config.data.name in DATASETS, f"data.name={config.data.name!r}; use one of {DATASETS}.")
   check(config.data.pipeline in ("tf", "numpy"), f"data.pipeline={config.data.pipeline!r}; use 'tf' or 'numpy'.")
+  check(isinstance(config.data.data_dir, str), f"data.data_dir={config.data.data_dir!r}; give a directory path or ''.")
+  check(config.data.cache in CACHE_MODES, f"data.cache={config.data.cache!r}; use one of {CACHE_MODES}.")
+  check(config.data.name not in FACTORLESS_DATASETS or (config.eval.final == "none" and config.eval.every_steps == 0),
+        f"data.name={config.data.name!r} has no ground-truth factors, so the factor metrics cannot run on it; set "
+        "eval.final='none' and eval.every_steps=0.")
   check(config.model.architecture in models.ARCHITECTURES,
         f"model.architecture={config.model.architecture!r}; use one of {models.ARCHITECTURES}.")
   check(config.model.conv_impl in ("fast", "xla"), f"model.conv_impl={config.model.conv_impl!r}; use 'fast' or 'xla'.")
@@ -92,5 +120,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   check(not config.ensemble.betas or len(config.ensemble.betas) == config.ensemble.num_members,
         f"ensemble.betas has {len(config.ensemble.betas)} values but ensemble.num_members="
         f"{config.ensemble.num_members}; give one β per member or leave betas empty.")
+  check(config.eval.final in ("full", "subset", "none"), f"eval.final={config.eval.final!r}; use 'full', 'subset' or 'none'.")
+  check(config.eval.every_steps >= 0, f"eval.every_steps={config.eval.every_steps}; 0 disables it.")
   for key in ("log_every_steps", "checkpoint_every_steps", "max_checkpoints_to_keep"):
     check(config[key] >= 1, f"{key}={config[key]}; must be at least 1.")

@@ -1,39 +1,92 @@
 """Command-line entry point.
 
     python -m vae_jax.main --config=configs/default.py --workdir=runs/demo \
-        [--config.key=value ...] [--mode=train]
+        [--config.key=value ...] [--mode=train|evaluate]
 
-Re-running the same command resumes from the workdir's latest checkpoint.
+Re-running the same training command resumes from the workdir's latest checkpoint.
+`--mode=evaluate` evaluates the latest checkpoint over the full dataset and writes
+workdir/metrics.json.
 """
 
 from __future__ import annotations
 
 import os
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow loads (tf.data only).
+
+import difflib
+import importlib.util
+import logging as py_logging
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and metrics.json.")
-flags.DEFINE_enum("mode", "train", ["train"], "What to run.")
+flags.DEFINE_enum("mode", "train", ["train", "evaluate"], "train (then evaluate) or evaluate the latest checkpoint.")
 config_flags.DEFINE_config_file("config", None, "An ml_collections config file, e.g. configs/default.py.",
                                 lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
 
+def _flatten_keys(config, prefix=""):
+  for key, value in config.items():
+    if hasattr(value, "items"):
+      yield from _flatten_keys(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}"
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing, with one clear message for a bad config file or config key."""
+  config_path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if config_path is not None and not os.path.isfile(config_path):
+    sys.exit(f"FATAL: config file {config_path!r} does not exist; see configs/ for the shipped ones.")
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f"FATAL Flags parsing error: {e}\nPass --helpshort or --helpfull to see help on flags.")
+  except (AttributeError, KeyError) as e:
+    spec = importlib.util.spec_from_file_location("_config", config_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    keys = list(_flatten_keys(module.get_config()))
+    overrides = [a[len("--config."):].split("=", 1)[0] for a in argv if a.startswith("--config.")]
+    unknown = [k for k in overrides if k not in keys]
+    if not unknown:
+      raise
+    hints = [f"--config.{k}: did you mean {difflib.get_close_matches(k, keys, n=1, cutoff=0.6)[0]!r}?"
+             for k in unknown if difflib.get_close_matches(k, keys, n=1, cutoff=0.6)]
+    sys.exit(f"FATAL: unknown config key(s) {', '.join(repr(k) for k in unknown)} in {config_path}. "
+             + " ".join(hints) + f"\nThe keys of {config_path} are: {', '.join(keys)}")
+
+
+class _QuietOrbax(py_logging.Filter):
+  """Drops orbax's per-save INFO chatter from the console; warnings still show."""
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return record.levelno >= py_logging.WARNING or "orbax" not in record.pathname
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  # Keep TensorFlow (used only for tf.data) off any accelerator JAX uses.
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(_QuietOrbax())
 
-  from vae_jax import train  # Imported after flags parse: jax and TF start up slowly.
+  from vae_jax import configlib, evaluate, train  # Imported after flags parse: jax and TF start up slowly.
 
   config = FLAGS.config
+  try:
+    configlib.validate_config(config)
+  except ValueError as e:
+    sys.exit(f"FATAL: {e}")
   if FLAGS.mode == "train":
     train.train_and_evaluate(config, FLAGS.workdir)
+  else:
+    evaluate.evaluate_workdir(config, FLAGS.workdir)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -120,7 +120,7 @@ class VAE(nn.Module):
 
 
 def create_model(model_config: ml_collections.ConfigDict, image_shape: tuple[int, int, int], objective: str) -> VAE:
-  """The VAE for `model_config` (architecture, latent_dim, conv_impl) and image shape."""
+  """The VAE for `model_config` (architecture, latent_dim, conv_impl, mlp_width) and image shape."""
   arch = model_config.architecture
   if arch == "conv64":
     if tuple(image_shape[:2]) != (64, 64):
@@ -128,8 +128,9 @@ def create_model(model_config: ml_collections.ConfigDict, image_shape: tuple[int
     encoder = Conv64Encoder(model_config.latent_dim, conv_impl=model_config.conv_impl)
     decoder = Conv64Decoder(image_shape[2], conv_impl=model_config.conv_impl)
   elif arch == "mlp":
-    encoder = MLPEncoder(model_config.latent_dim)
-    decoder = MLPDecoder(tuple(image_shape))
+    width = model_config.mlp_width
+    encoder = MLPEncoder(model_config.latent_dim, hidden=(width, width))
+    decoder = MLPDecoder(tuple(image_shape), hidden=(width, width, width))
   else:
     raise ValueError(f"Unknown model.architecture {arch!r}; use one of {ARCHITECTURES}.")
   return VAE(encoder=encoder, decoder=decoder, deterministic=objective == "ae")

@@ -10,7 +10,6 @@ stateful: the input stream, checkpoints, metric writers and the final evaluation
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 from typing import Any, Callable, Mapping
@@ -25,7 +24,7 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from flax.training import train_state
 
-from vae_jax import checkpoints, configlib, losses, models, parallel
+from vae_jax import checkpoints, configlib, evaluate, losses, models, parallel
 from vae_jax.data import get_dataset
 from vae_jax.data import pipeline as data_pipeline
 
@@ -95,7 +94,8 @@ def train_step(
 
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   new_state = state.apply_gradients(grads=grads)
-  first_bad = jnp.where((state.nonfinite_step < 0) & ~jnp.isfinite(loss), state.step, state.nonfinite_step)
+  # Steps are numbered from 1: the state after step t has state.step == t.
+  first_bad = jnp.where((state.nonfinite_step < 0) & ~jnp.isfinite(loss), state.step + 1, state.nonfinite_step)
   return new_state.replace(nonfinite_step=first_bad.astype(jnp.int32)), metrics
 
 
@@ -161,13 +161,6 @@ def _check_finite(state: TrainState) -> None:
     )
 
 
-def _write_json(path: str, payload: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=2, sort_keys=True, default=float)
-  os.replace(tmp, path)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (resuming from workdir's latest checkpoint) and returns the final metrics.
 
@@ -178,7 +171,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   parallel.initialize(config.multi_host)
   is_chief = jax.process_index() == 0
   if is_chief:
-    _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json(indent=2))
 
   dataset = get_dataset(config.data)
   model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
@@ -220,40 +214,69 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   pending = None  # (step, metrics) logged one step late so the host never waits on the device.
   last_metrics = None
   wait_time, t_start = 0.0, time.time()
-  with metric_writers.ensure_flushes(writer):
-    for step in range(start_step + 1, num_steps + 1):
-      t0 = time.perf_counter()
-      batch = parallel.global_batch(next(stream), mesh)
-      wait_time += time.perf_counter() - t0
-      state, metrics = step_fn(state, batch)
+  try:
+    with metric_writers.ensure_flushes(writer):
+      for step in range(start_step + 1, num_steps + 1):
+        t0 = time.perf_counter()
+        batch = parallel.global_batch(next(stream), mesh)
+        wait_time += time.perf_counter() - t0
+        state, metrics = step_fn(state, batch)
+        if pending is not None:
+          writer.write_scalars(pending[0], member_scalars(jax.device_get(pending[1])))
+          pending = None
+        progress(step, time.time())
+        if step % config.log_every_steps == 0 or step == num_steps:
+          pending = (step, metrics)
+        last_metrics = metrics
+        if step % config.checkpoint_every_steps == 0 or step == num_steps:
+          _check_finite(state)  # Never save a state that has seen a NaN.
+          ckpt.save(step, state, force=step == num_steps)
+        if config.eval.every_steps and step % config.eval.every_steps == 0 and step != num_steps:
+          _check_finite(state)
+          subset = evaluate.evaluate_ensemble(config, model, state.params, dataset, mesh, full=False, seed=config.seed)
+          writer.write_scalars(step, evaluate.summary_scalars(subset, "eval_subset"))
       if pending is not None:
         writer.write_scalars(pending[0], member_scalars(jax.device_get(pending[1])))
-        pending = None
-      progress(step, time.time())
-      if step % config.log_every_steps == 0 or step == num_steps:
-        pending = (step, metrics)
-      last_metrics = metrics
-      if step % config.checkpoint_every_steps == 0 or step == num_steps:
-        _check_finite(state)
-        ckpt.save(step, state, force=step == num_steps)
-    if pending is not None:
-      writer.write_scalars(pending[0], member_scalars(jax.device_get(pending[1])))
-  _check_finite(state)
-  ckpt.close()
+    _check_finite(state)
+  finally:
+    ckpt.close()
   elapsed = time.time() - t_start
   trained = num_steps - start_step
   logging.info("Trained %d steps in %.1f s (%.1f%% waiting for input).", trained, elapsed,
                100 * wait_time / max(elapsed, 1e-9))
 
-  results: dict[str, Any] = {
-      "step": num_steps,
-      "dataset": dataset.name,
-      "num_members": config.ensemble.num_members,
-      "betas": list(configlib.member_betas(config)),
-      "seeds": seeds,
-  }
-  if last_metrics is not None:
-    results["train"] = {k: np.asarray(v).tolist() for k, v in jax.device_get(last_metrics).items()}
+  results = []
+  if config.eval.final != "none" and num_steps > 0:
+    full = config.eval.final == "full"
+    results = evaluate.evaluate_ensemble(config, model, state.params, dataset, mesh, full=full, seed=config.seed)
+    writer.write_scalars(num_steps, evaluate.summary_scalars(results, "eval_full" if full else "eval_subset"))
+    writer.flush()
+  payload = results_payload(config, dataset, num_steps, results)
+  payload["train"] = {k: np.asarray(v).tolist() for k, v in jax.device_get(last_metrics or {}).items()}
+  payload["train_seconds"] = elapsed
   if is_chief:
-    _write_json(os.path.join(workdir, "metrics.json"), results)
-  return results
+    evaluate.write_metrics_json(workdir, payload)
+  for m, r in enumerate(results):
+    logging.info("Member %d: MIG %.3f (%s; %s), histogram MIG %.3f, ELBO %.1f, log p(x) >= %.1f, TC %.2f.", m,
+                 r["mig"]["value"], r["mig"]["estimator"], ", ".join(r["mig"]["factors"]), r["mig_histogram"]["value"],
+                 r["likelihood"]["elbo"], r["likelihood"]["log_px_iw"], r["elbo_decomposition"]["total_correlation"])
+  return payload
+
+
+def results_payload(config: ml_collections.ConfigDict, dataset, step: int, evaluations: list) -> dict[str, Any]:
+  """The metrics.json record: what was trained, on what, and each member's evaluation."""
+  betas = configlib.member_betas(config)
+  return {
+      "checkpoint_step": step,
+      "dataset": dataset.name,
+      "dataset_note": "procedurally generated grid, not the original dataset file"
+                      if dataset.name.endswith("_procedural") else "",
+      "objective": config.loss.objective,
+      "estimator": config.loss.estimator,
+      "architecture": config.model.architecture,
+      "members": [
+          {"member": m, "seed": config.seed + m, "beta": betas[m], **(evaluations[m] if evaluations else {})}
+          for m in range(config.ensemble.num_members)
+      ],
+  }
+

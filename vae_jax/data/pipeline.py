@@ -62,8 +62,9 @@ def ensemble_batch(
   return np.stack([dataset.images(batch_indices(seed, step, batch_size, n)[local]) for seed in seeds])
 
 
-def _numpy_stream(make_batch, start_step: int, num_steps: int, prefetch: int) -> Iterator[np.ndarray]:
-  """Renders batches on a background thread, `prefetch` ahead, without TensorFlow."""
+def numpy_stream(make_batch, start_step: int, num_steps: int, prefetch: int) -> Iterator[np.ndarray]:
+  """Yields make_batch(step) for steps [start_step, num_steps), rendered on a background
+  thread `prefetch` ahead; needs no TensorFlow."""
   buffer: queue.Queue = queue.Queue(maxsize=max(prefetch, 1))
   stop = threading.Event()
 
@@ -135,7 +136,7 @@ def train_stream(
     return ensemble_batch(dataset, seeds, step, batch_size, local)
 
   if pipeline == "numpy":
-    return _numpy_stream(make_batch, start_step, num_steps, prefetch)
+    return numpy_stream(make_batch, start_step, num_steps, prefetch)
   if pipeline == "tf":
     b = local.stop - local.start
     shape = (len(seeds), b, *dataset.image_shape)

@@ -1,0 +1,87 @@
+"""Networks: shapes, parameter counts of the published architectures, AE determinism."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from vae_jax import models
+
+
+def model_config(arch, latent_dim=10, conv_impl="fast", mlp_width=1200):
+  return ml_collections.ConfigDict(dict(architecture=arch, latent_dim=latent_dim, conv_impl=conv_impl,
+                                        mlp_width=mlp_width))
+
+
+def count(params):
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+
+
+def dense(i, o):
+  return i * o + o
+
+
+def conv(k, i, o):
+  return k * k * i * o + o
+
+
+def test_conv64_matches_the_published_network():
+  model = models.create_model(model_config("conv64"), (64, 64, 1), "betatcvae")
+  x = jnp.zeros((2, 64, 64, 1))
+  params = model.init(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))["params"]
+  encoder = conv(4, 1, 32) + conv(4, 32, 32) + conv(4, 32, 64) + conv(4, 64, 64) + dense(1024, 256) + dense(256, 20)
+  decoder = (dense(10, 256) + dense(256, 1024) + conv(4, 64, 64) + conv(4, 64, 32) + conv(4, 32, 32)
+             + conv(4, 32, 1))
+  assert count(params) == encoder + decoder
+  out = model.apply({"params": params}, x, jax.random.PRNGKey(2))
+  assert out["mean"].shape == out["log_var"].shape == out["z"].shape == (2, 10)
+  assert out["decoded"].shape == (2, 64, 64, 1)
+
+
+def test_mlp_matches_the_published_network():
+  model = models.create_model(model_config("mlp"), (64, 64, 3), "vae")
+  x = jnp.zeros((2, 64, 64, 3))
+  params = model.init(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))["params"]
+  encoder = dense(64 * 64 * 3, 1200) + dense(1200, 1200) + dense(1200, 20)
+  decoder = dense(10, 1200) + 2 * dense(1200, 1200) + dense(1200, 64 * 64 * 3)
+  assert count(params) == encoder + decoder
+  assert model.apply({"params": params}, x, jax.random.PRNGKey(2))["decoded"].shape == (2, 64, 64, 3)
+
+
+def test_sampling_follows_the_posterior_and_the_ae_is_deterministic():
+  x = jax.random.uniform(jax.random.PRNGKey(0), (4, 64, 64, 1))
+  vae = models.create_model(model_config("mlp", mlp_width=32), (64, 64, 1), "betatcvae")
+  params = vae.init(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))["params"]
+  a = vae.apply({"params": params}, x, jax.random.PRNGKey(1))
+  b = vae.apply({"params": params}, x, jax.random.PRNGKey(2))
+  assert not np.allclose(a["z"], b["z"])
+  np.testing.assert_allclose(a["z"], a["mean"] + jnp.exp(0.5 * a["log_var"]) * jax.random.normal(
+      jax.random.PRNGKey(1), a["mean"].shape), rtol=1e-5, atol=1e-6)
+
+  ae = models.create_model(model_config("mlp", mlp_width=32), (64, 64, 1), "ae")
+  a = ae.apply({"params": params}, x, jax.random.PRNGKey(1))
+  b = ae.apply({"params": params}, x, jax.random.PRNGKey(2))
+  np.testing.assert_array_equal(a["z"], b["z"])
+  np.testing.assert_array_equal(a["z"], a["mean"])
+  np.testing.assert_array_equal(a["log_var"], 0.0)
+  decoded = ae.apply({"params": params}, a["z"], method=ae.decode)
+  np.testing.assert_allclose(decoded, a["decoded"], rtol=1e-6)
+
+
+def test_conv_impls_compute_the_same_network():
+  x = jax.random.uniform(jax.random.PRNGKey(0), (3, 64, 64, 1))
+  fast = models.create_model(model_config("conv64", conv_impl="fast"), (64, 64, 1), "vae")
+  xla = models.create_model(model_config("conv64", conv_impl="xla"), (64, 64, 1), "vae")
+  params = fast.init(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))["params"]
+  a = fast.apply({"params": params}, x, jax.random.PRNGKey(1))
+  b = xla.apply({"params": params}, x, jax.random.PRNGKey(1))
+  for name in a:
+    np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def test_unusable_settings_are_clear_errors():
+  with pytest.raises(ValueError, match="64×64"):
+    models.create_model(model_config("conv64"), (32, 32, 1), "vae")
+  with pytest.raises(ValueError, match="architecture"):
+    models.create_model(model_config("resnet"), (64, 64, 1), "vae")

@@ -1,0 +1,150 @@
+"""The train step and loop: exact resumption, ensembles, data parallelism, NaN handling."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vae_jax import checkpoints, models, parallel, train
+from vae_jax.data import get_dataset
+from vae_jax.data import pipeline as data_pipeline
+
+
+def restore_params(workdir, config):
+  """The parameters of the latest checkpoint in workdir, as NumPy leaves."""
+  dataset = get_dataset(config.data)
+  model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
+  target = train.create_ensemble_state(config, model, dataset.image_shape)
+  ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"))
+  state = ckpt.restore_latest(target)
+  ckpt.close()
+  return jax.tree.map(np.asarray, state.params), state
+
+
+def test_resume_is_exact(tmp_path, test_config):
+  """2k steps straight vs k steps, stop, and k more from the checkpoint: identical parameters."""
+  config = test_config
+  config.eval.final = "none"
+  config.num_train_steps = 6
+  config.checkpoint_every_steps = 3
+  train.train_and_evaluate(config, str(tmp_path / "straight"))
+  config.num_train_steps = 3
+  train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  config.num_train_steps = 6
+  results = train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  assert results["checkpoint_step"] == 6
+  straight, state = restore_params(tmp_path / "straight", config)
+  resumed, _ = restore_params(tmp_path / "resumed", config)
+  assert int(state.step[0]) == 6
+  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
+    np.testing.assert_array_equal(a, b)
+  # And training did change the parameters from their initial values.
+  fresh = train.create_ensemble_state(config, models.create_model(config.model, (64, 64, 1), "betatcvae"), (64, 64, 1))
+  assert any(not np.allclose(a, np.asarray(b)) for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(fresh.params)))
+
+
+def test_ensemble_equals_separate_runs(tmp_path, test_config):
+  """An ensemble of 2 (seeds 0 and 1, β 2 and 9) equals two single runs with the same seeds and β."""
+  config = test_config
+  config.eval.final = "none"
+  config.num_train_steps = 4
+  config.ensemble.num_members = 2
+  config.ensemble.betas = (2.0, 9.0)
+  results = train.train_and_evaluate(config, str(tmp_path / "ensemble"))
+  ensemble, _ = restore_params(tmp_path / "ensemble", config)
+  assert [(m["seed"], m["beta"]) for m in results["members"]] == [(0, 2.0), (1, 9.0)]
+  for member, (seed, beta) in enumerate([(0, 2.0), (1, 9.0)]):
+    config.ensemble.num_members = 1
+    config.ensemble.betas = ()
+    config.seed = seed
+    config.loss.beta = beta
+    single_results = train.train_and_evaluate(config, str(tmp_path / f"single{member}"))
+    single, _ = restore_params(tmp_path / f"single{member}", config)
+    for a, b in zip(jax.tree.leaves(ensemble), jax.tree.leaves(single)):
+      np.testing.assert_allclose(a[member], b[0], rtol=1e-4, atol=1e-5)
+    assert results["train"]["loss"][member] == pytest.approx(single_results["train"]["loss"][0], rel=1e-4)
+  # The members really differ (different seeds and β).
+  assert not np.allclose(jax.tree.leaves(ensemble)[0][0], jax.tree.leaves(ensemble)[0][1])
+
+
+def test_four_devices_match_one_device(test_config):
+  """The jitted ensemble step on a 4-device mesh gives the loss and update of a 1-device mesh."""
+  assert jax.device_count() == 4, "tests/conftest.py forces 4 CPU devices"
+  config = test_config
+  config.ensemble.num_members = 2
+  dataset = get_dataset(config.data)
+  model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
+  batch = data_pipeline.ensemble_batch(dataset, [0, 1], step=0, batch_size=config.batch_size)
+  step_fn = train.ensemble_step_fn(train.make_objective_fn(config, len(dataset)))
+  outputs = []
+  for num_devices in (1, 4):
+    mesh = parallel.create_mesh(num_devices)
+    state = jax.device_put(train.create_ensemble_state(config, model, dataset.image_shape), parallel.replicated(mesh))
+    fn = jax.jit(step_fn, in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)))
+    global_batch = parallel.global_batch(batch, mesh)
+    assert len(global_batch.sharding.device_set) == num_devices
+    new_state, metrics = fn(state, global_batch)
+    outputs.append((jax.tree.map(np.asarray, new_state.params), jax.tree.map(np.asarray, new_state.opt_state),
+                    jax.tree.map(np.asarray, metrics)))
+  (p1, o1, m1), (p4, o4, m4) = outputs
+  for name in m1:
+    np.testing.assert_allclose(m1[name], m4[name], rtol=1e-5, atol=1e-5, err_msg=name)
+  # Adam's first moment after one step is (1 - b1) * gradient: the gradients agree.
+  for a, b in zip(jax.tree.leaves(o1), jax.tree.leaves(o4)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p4)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_train_step_is_pure_and_reports_every_term(test_config):
+  config = test_config
+  dataset = get_dataset(config.data)
+  model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
+  state = train.create_train_state(model, train.create_optimizer(config), dataset.image_shape, 0,
+                                   dict(alpha=1.0, beta=6.0, gamma=1.0))
+  batch = jnp.asarray(dataset.images(np.arange(8)))
+  objective_fn = train.make_objective_fn(config, len(dataset))
+  rng = jax.random.PRNGKey(3)
+  s1, m1 = train.train_step(state, batch, rng, objective_fn=objective_fn)
+  s2, m2 = train.train_step(state, batch, rng, objective_fn=objective_fn)
+  assert set(m1) >= {"loss", "reconstruction", "kl", "mi", "tc", "dimwise_kl", "elbo"}
+  for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert int(s1.step) == 1 and int(s1.nonfinite_step) == -1
+  _, m3 = train.train_step(state, batch, jax.random.PRNGKey(4), objective_fn=objective_fn)
+  assert float(m3["loss"]) != float(m1["loss"])  # The rng drives the sampling.
+
+
+class NaNAfter:
+  """Wraps a dataset so that every image rendered for step >= `first_bad_step` is NaN."""
+
+  def __init__(self, dataset, first_bad_step):
+    self._dataset, self._calls, self._first_bad = dataset, 0, first_bad_step
+    for attr in ("name", "factor_names", "factor_sizes", "factor_values", "image_shape"):
+      setattr(self, attr, getattr(dataset, attr))
+
+  def __len__(self):
+    return len(self._dataset)
+
+  def images(self, indices):
+    self._calls += 1  # One call per step: one member, numpy pipeline renders steps in order.
+    images = self._dataset.images(indices)
+    return images * np.nan if self._calls >= self._first_bad else images
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, test_config, monkeypatch):
+  config = test_config
+  config.eval.final = "none"
+  config.num_train_steps = 8
+  config.checkpoint_every_steps = 2
+  monkeypatch.setattr(train, "get_dataset", lambda c: NaNAfter(get_dataset(c), first_bad_step=5))
+  with pytest.raises(train.NonFiniteLossError, match="step 5"):
+    train.train_and_evaluate(config, str(tmp_path))
+  ckpt = checkpoints.Checkpointer(str(tmp_path / "checkpoints"))
+  assert ckpt.latest_step() == 4
+  ckpt.close()
+  params, state = restore_params(tmp_path, config)
+  assert int(state.nonfinite_step[0]) == -1
+  assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))

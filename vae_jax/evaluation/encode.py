@@ -1,0 +1,113 @@
+"""Encoding a whole factor grid: posterior parameters in factor-grid order.
+
+Images are rendered on a background thread while the device encodes the previous
+batch; each batch is split over the mesh's 'data' axis, and every ensemble member
+encodes the same images (the parameters carry a leading ensemble axis).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from tqdm import auto as tqdm
+
+from vae_jax import parallel
+from vae_jax.data import pipeline as data_pipeline
+from vae_jax.data.grid import FactorDataset
+
+
+def make_encode_fn(model, mesh) -> Callable:
+  """jit((params [S, ...], x [B, H, W, C]) -> (mean, log_var) [S, B, K]) over the mesh."""
+
+  def encode(params, x):
+    return jax.vmap(lambda p: model.apply({"params": p}, x, method=model.encode))(params)
+
+  return jax.jit(
+      encode,
+      in_shardings=(parallel.replicated(mesh), NamedSharding(mesh, P(parallel.DATA_AXIS))),
+      out_shardings=NamedSharding(mesh, P(None, parallel.DATA_AXIS)),
+  )
+
+
+def encode_dataset(
+    model,
+    params,
+    dataset: FactorDataset,
+    mesh,
+    *,
+    indices: np.ndarray | None = None,
+    batch_size: int = 2048,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+  """Posterior (mean, log_var), each [S, n, K] float32, of dataset[indices] in that order.
+
+  Args:
+    model: the VAE module; params: its parameters with a leading ensemble axis S.
+    dataset: the grid; indices: flat indices [n] (default: the whole grid, in order).
+    mesh: the device mesh; batch_size is rounded up to a multiple of its size.
+    progress: show a progress bar.
+  """
+  if indices is None:
+    indices = np.arange(len(dataset))
+  indices = np.asarray(indices)
+  devices = mesh.devices.size
+  batch_size = int(math.ceil(batch_size / devices) * devices)
+  num_batches = int(math.ceil(len(indices) / batch_size))
+  encode = make_encode_fn(model, mesh)
+
+  def render(i: int) -> np.ndarray:
+    chunk = indices[i * batch_size : (i + 1) * batch_size]
+    images = dataset.images(chunk)
+    if len(chunk) < batch_size:  # Pad the last batch so every batch has one shape.
+      images = np.concatenate([images, np.zeros((batch_size - len(chunk), *images.shape[1:]), images.dtype)])
+    return images
+
+  means, log_vars = [], []
+  pending = None
+  batches = data_pipeline.numpy_stream(render, 0, num_batches, prefetch=2)
+  for images in tqdm.tqdm(batches, total=num_batches, desc=f"Encoding {len(indices):,} images", disable=not progress,
+                          mininterval=2.0):
+    out = encode(params, images)
+    if pending is not None:  # Fetch the previous batch while this one runs.
+      means.append(np.asarray(pending[0]))
+      log_vars.append(np.asarray(pending[1]))
+    pending = out
+  if pending is not None:
+    means.append(np.asarray(pending[0]))
+    log_vars.append(np.asarray(pending[1]))
+  n = len(indices)
+  return np.concatenate(means, axis=1)[:, :n], np.concatenate(log_vars, axis=1)[:, :n]
+
+
+def subgrid_indices(factor_sizes: Sequence[int], strides: Sequence[int]) -> tuple[np.ndarray, tuple[int, ...]]:
+  """Flat indices of the sub-grid taking every strides[f]-th value of factor f, in grid order.
+
+  Returns (indices [n], the sub-grid's factor sizes). The sub-grid is itself a grid in
+  row-major order, so every metric that takes factor_sizes applies to it unchanged.
+  """
+  if len(strides) != len(factor_sizes):
+    raise ValueError(f"Need one stride per factor ({len(factor_sizes)}), got {tuple(strides)}.")
+  axes = [np.arange(0, size, stride) for size, stride in zip(factor_sizes, strides)]
+  mesh_grid = np.meshgrid(*axes, indexing="ij")
+  flat = np.ravel_multi_index(tuple(g.reshape(-1) for g in mesh_grid), tuple(factor_sizes))
+  return flat.astype(np.int64), tuple(len(a) for a in axes)
+
+
+def decode_log_likelihood_fn(model, likelihood_fn):
+  """jit((params, x [B, ...], z [B, K]) -> log p(x | z) [B]) for one member's params."""
+
+  def fn(params, x, z):
+    decoded = model.apply({"params": params}, z, method=model.decode)
+    return likelihood_fn(decoded, x)
+
+  return jax.jit(fn)
+
+
+def as_numpy_member(tree, member: int):
+  """Member `member`'s slice of a tree with a leading ensemble axis, as jnp arrays."""
+  return jax.tree.map(lambda a: jnp.asarray(a[member]), tree)
