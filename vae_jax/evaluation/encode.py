@@ -11,7 +11,6 @@ import math
 from typing import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import auto as tqdm
@@ -96,18 +95,3 @@ def subgrid_indices(factor_sizes: Sequence[int], strides: Sequence[int]) -> tupl
   mesh_grid = np.meshgrid(*axes, indexing="ij")
   flat = np.ravel_multi_index(tuple(g.reshape(-1) for g in mesh_grid), tuple(factor_sizes))
   return flat.astype(np.int64), tuple(len(a) for a in axes)
-
-
-def decode_log_likelihood_fn(model, likelihood_fn):
-  """jit((params, x [B, ...], z [B, K]) -> log p(x | z) [B]) for one member's params."""
-
-  def fn(params, x, z):
-    decoded = model.apply({"params": params}, z, method=model.decode)
-    return likelihood_fn(decoded, x)
-
-  return jax.jit(fn)
-
-
-def as_numpy_member(tree, member: int):
-  """Member `member`'s slice of a tree with a leading ensemble axis, as jnp arrays."""
-  return jax.tree.map(lambda a: jnp.asarray(a[member]), tree)
