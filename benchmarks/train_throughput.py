@@ -1,0 +1,187 @@
+"""Training throughput: the vae_jax train step against the PyTorch baseline, in one run.
+
+    python benchmarks/train_throughput.py [--rounds 3] [--steps 20] [--archs conv64,mlp] [--batches 64,256]
+
+For each (architecture, batch) the vae_jax β-TCVAE train step (MWS, Bernoulli,
+10 latents, Adam) and ../shared/bench/torch_reference.py (the same networks and
+objective in PyTorch) are timed alternately, `--rounds` times each, every
+measurement in a fresh process (so peak memory is per measurement); the best round
+of each is reported. Also printed: a float32 matrix product's rate measured in the
+same run (the machine's practical peak), the share of it each step reaches (from
+XLA's FLOP count of the step), the step's compile time, peak RSS, and the share of
+the training loop's time spent waiting for input (real procedural dSprites stream).
+
+Needs torch (CPU build): `pip install -e ".[bench]"`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TORCH_REFERENCE = REPO.parent / "shared" / "bench" / "torch_reference.py"
+TORCH_ARCH = {"conv64": "conv", "mlp": "mlp"}
+
+
+def peak_rss_mib() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker_matmul(size: int = 2048, repeats: int = 20) -> dict:
+  """GFLOP/s of a jitted float32 [size, size] matrix product (best of `repeats`)."""
+  import jax
+  import jax.numpy as jnp
+
+  a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
+  f = jax.jit(lambda x: x @ x)
+  f(a).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    t = time.perf_counter()
+    f(a).block_until_ready()
+    best = min(best, time.perf_counter() - t)
+  return {"gflops": 2 * size**3 / best / 1e9}
+
+
+def worker_jax(arch: str, batch: int, steps: int, conv_impl: str) -> dict:
+  """images/s, compile time, FLOPs per image and peak RSS of the vae_jax train step."""
+  import jax
+  import numpy as np
+
+  from vae_jax import configlib, models, parallel, train
+  from vae_jax.data.dsprites import ProceduralDSprites
+
+  config = configlib.base_config()
+  config.model.architecture = arch
+  config.model.conv_impl = conv_impl
+  config.batch_size = batch
+  dataset = ProceduralDSprites()
+  model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
+  mesh = parallel.create_mesh()
+  state = jax.device_put(train.create_ensemble_state(config, model, dataset.image_shape), parallel.replicated(mesh))
+  step_fn = jax.jit(train.ensemble_step_fn(train.make_objective_fn(config, len(dataset))),
+                    in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
+                    out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)), donate_argnums=(0,))
+  images = dataset.images(np.random.default_rng(0).choice(len(dataset), batch, replace=False))
+  x = parallel.global_batch(images[None], mesh)
+  t = time.perf_counter()
+  compiled = step_fn.lower(state, x).compile()
+  compile_s = time.perf_counter() - t
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+  for _ in range(3):
+    state, metrics = compiled(state, x)
+  jax.block_until_ready(metrics)
+  t = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = compiled(state, x)
+  jax.block_until_ready(metrics)
+  dt = time.perf_counter() - t
+
+  # The real loop: procedural dSprites through tf.data, metrics never fetched per step.
+  from vae_jax.data import pipeline
+
+  loop_steps = max(steps, 10)
+  stream = pipeline.train_stream(dataset, [0], batch, 0, loop_steps + 2, pipeline="tf")
+  state, metrics = compiled(state, parallel.global_batch(next(stream), mesh))
+  state, metrics = compiled(state, parallel.global_batch(next(stream), mesh))
+  jax.block_until_ready(metrics)
+  wait = 0.0
+  t = time.perf_counter()
+  for _ in range(loop_steps):
+    t0 = time.perf_counter()
+    local = next(stream)
+    wait += time.perf_counter() - t0
+    state, metrics = compiled(state, parallel.global_batch(local, mesh))
+  jax.block_until_ready(metrics)
+  loop_dt = time.perf_counter() - t
+  return {"images_per_s": steps * batch / dt, "compile_s": compile_s, "flops_per_image": flops / batch,
+          "loop_images_per_s": loop_steps * batch / loop_dt, "input_wait_share": wait / loop_dt,
+          "peak_rss_mib": peak_rss_mib()}
+
+
+def run_worker(args: list[str]) -> dict:
+  out = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True, cwd=REPO,
+                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+  if out.returncode:
+    raise RuntimeError(f"worker {args} failed:\n{out.stderr[-3000:]}")
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_torch(arch: str, batch: int, steps: int, torch_reference: pathlib.Path) -> dict:
+  cmd = [sys.executable, str(torch_reference), "--arch", TORCH_ARCH[arch], "--batch", str(batch), "--steps", str(steps)]
+  out = subprocess.run(cmd, capture_output=True, text=True)
+  if out.returncode:
+    raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--rounds", type=int, default=3)
+  parser.add_argument("--steps", type=int, default=20)
+  parser.add_argument("--archs", default="conv64,mlp")
+  parser.add_argument("--batches", default="64,256")
+  parser.add_argument("--conv-impl", default="fast", choices=["fast", "xla"])
+  parser.add_argument("--torch-reference", type=pathlib.Path, default=TORCH_REFERENCE)
+  parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+  a = parser.parse_args()
+
+  if a.worker:
+    kind = a.worker[0]
+    if kind == "matmul":
+      result = worker_matmul()
+    else:
+      result = worker_jax(a.worker[1], int(a.worker[2]), int(a.worker[3]), a.worker[4])
+    print(json.dumps(result))
+    return
+
+  import jax
+  import torch  # noqa: F401  (fail early if the bench extra is missing)
+
+  print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}; "
+        f"jax {jax.__version__}, torch {torch.__version__}; load average {os.getloadavg()[0]:.1f}")
+  configs = [(arch, int(b)) for arch in a.archs.split(",") for b in a.batches.split(",")]
+  best_jax: dict = {}
+  best_torch: dict = {}
+  peak = 0.0
+  for r in range(a.rounds):
+    peak = max(peak, run_worker(["matmul"])["gflops"])
+    for arch, batch in configs:
+      j = run_worker(["jax", arch, str(batch), str(a.steps), a.conv_impl])
+      t = run_torch(arch, batch, a.steps, a.torch_reference)
+      key = (arch, batch)
+      if key not in best_jax or j["images_per_s"] > best_jax[key]["images_per_s"]:
+        best_jax[key] = j
+      if key not in best_torch or t["images_per_s"] > best_torch[key]["images_per_s"]:
+        best_torch[key] = t
+      print(f"  round {r + 1}: {arch:6s} batch {batch:3d}: vae_jax {j['images_per_s']:7.1f} img/s, "
+            f"pytorch {t['images_per_s']:7.1f} img/s", flush=True)
+
+  print(f"\nfloat32 matmul peak (2048², jitted, best of {a.rounds} rounds): {peak:.1f} GFLOP/s")
+  print(f"best of {a.rounds} alternating rounds, {a.steps} timed steps each; conv_impl={a.conv_impl}\n")
+  header = ("| arch | batch | vae_jax img/s | PyTorch img/s | ratio | vae_jax % of matmul peak | PyTorch % of peak "
+            "| GFLOP/img | compile s | peak RSS MiB | loop img/s | input wait |")
+  print(header)
+  print("|" + "---|" * (header.count("|") - 1))
+  for arch, batch in configs:
+    j, t = best_jax[(arch, batch)], best_torch[(arch, batch)]
+    gflop = j["flops_per_image"] / 1e9
+    print(f"| {arch} | {batch} | {j['images_per_s']:.0f} | {t['images_per_s']:.0f} | "
+          f"{j['images_per_s'] / t['images_per_s']:.2f} | {100 * gflop * j['images_per_s'] / peak:.0f}% | "
+          f"{100 * gflop * t['images_per_s'] / peak:.0f}% | {gflop:.3f} | {j['compile_s']:.1f} | "
+          f"{j['peak_rss_mib']:.0f} | {j['loop_images_per_s']:.0f} | {100 * j['input_wait_share']:.1f}% |")
+  print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+  main()
