@@ -28,6 +28,9 @@ def base_config() -> ml_collections.ConfigDict:
   # there is held: "auto" (in RAM if it fits, else memory-mapped), "memory" or "mmap".
   c.data.data_dir = ""
   c.data.cache = "auto"
+  # Train on part of the grid only, e.g. "shape=2" leaves dSprites' hearts out (for
+  # anomaly detection); "" trains on everything. Evaluation always sees the whole grid.
+  c.data.holdout = ""
 
   c.model = ml_collections.ConfigDict()
   c.model.architecture = "mlp"  # "mlp" or "conv64".

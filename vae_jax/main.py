@@ -23,7 +23,14 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and metrics.json.")
-flags.DEFINE_enum("mode", "train", ["train", "evaluate"], "train (then evaluate) or evaluate the latest checkpoint.")
+flags.DEFINE_enum("mode", "train", ["train", "evaluate", "visualize", "anomaly", "export", "generate"],
+                  "train (then evaluate); or, on the latest checkpoint: evaluate; visualize (figures into "
+                  "workdir/figures); anomaly (AUROC of data.holdout's images → workdir/anomaly.json); "
+                  "export (embeddings of --split → --output .npz); generate (decode --latents → --output .png).")
+flags.DEFINE_string("split", "subgrid", "--mode=export: all, train, holdout, subgrid (eval's sub-grid) or subgrid:N.")
+flags.DEFINE_string("output", "", "--mode=export/generate: the file to write (default: in the workdir).")
+flags.DEFINE_string("latents", "", "--mode=generate: codes to decode; values split by ',', codes by ';'.")
+flags.DEFINE_integer("member", 0, "--mode=export/generate: which ensemble member.")
 config_flags.DEFINE_config_file("config", None, "An ml_collections config file, e.g. configs/default.py.",
                                 lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
@@ -84,8 +91,23 @@ def main(argv):
     sys.exit(f"FATAL: {e}")
   if FLAGS.mode == "train":
     train.train_and_evaluate(config, FLAGS.workdir)
-  else:
+  elif FLAGS.mode == "evaluate":
     evaluate.evaluate_workdir(config, FLAGS.workdir)
+  elif FLAGS.mode == "visualize":
+    from vae_jax import visualize
+    visualize.visualize_workdir(config, FLAGS.workdir)
+  else:
+    from vae_jax import downstream
+    try:
+      if FLAGS.mode == "anomaly":
+        downstream.anomaly_report(config, FLAGS.workdir)
+      elif FLAGS.mode == "export":
+        output = FLAGS.output or os.path.join(FLAGS.workdir, f"embeddings_{FLAGS.split.replace(':', '')}.npz")
+        downstream.export_embeddings(config, FLAGS.workdir, FLAGS.split, output, member=FLAGS.member)
+      else:
+        downstream.generate_to_file(config, FLAGS.workdir, FLAGS.latents, FLAGS.output, member=FLAGS.member)
+    except ValueError as e:
+      sys.exit(f"FATAL: {e}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,85 @@
+"""The many-run MIG report: grouping, statistics, the figure, the table and missing runs."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vae_jax import report
+
+FACTORS = ["scale", "orientation", "posX", "posY"]
+
+
+def write_run(path, objective, betas, migs, hist_migs, *, evaluated=True, seed=0):
+  members = []
+  for m, (beta, v, hv) in enumerate(zip(betas, migs, hist_migs)):
+    member = {"member": m, "seed": seed + m, "beta": beta}
+    if evaluated:
+      member |= {"images": 737_280,
+                 "mig": {"value": v, "estimator": "sampling (Chen et al.)", "factors": FACTORS},
+                 "mig_histogram": {"value": hv, "estimator": "histogram (disentanglement_lib)",
+                                   "factors": ["shape"] + FACTORS}}
+    members.append(member)
+  os.makedirs(path, exist_ok=True)
+  with open(os.path.join(path, "metrics.json"), "w") as f:
+    json.dump({"checkpoint_step": 2000, "dataset": "dsprites_procedural",
+               "dataset_note": "procedurally generated grid, not the original dataset file", "objective": objective,
+               "estimator": "mws", "architecture": "mlp", "members": members}, f)
+
+
+@pytest.fixture
+def runs(tmp_path):
+  rng = np.random.default_rng(0)
+  tc = rng.uniform(0.1, 0.4, 8)
+  vae = rng.uniform(0.0, 0.1, 4)
+  # An ensemble run with two β values, a sweep folder holding several runs, a plain VAE.
+  write_run(tmp_path / "tc_a", "betatcvae", [6, 6, 2, 2], tc[:4], tc[:4] / 2)
+  write_run(tmp_path / "sweep" / "s1", "betatcvae", [6, 6], tc[4:6], tc[4:6] / 2, seed=10)
+  write_run(tmp_path / "sweep" / "s2", "betatcvae", [2, 2], tc[6:], tc[6:] / 2, seed=20)
+  write_run(tmp_path / "vae", "vae", [1, 1, 1, 1], vae, vae / 2)
+  write_run(tmp_path / "not_evaluated", "vae", [1], [0], [0], evaluated=False)
+  os.makedirs(tmp_path / "empty")
+  return tmp_path, tc, vae
+
+
+def test_groups_statistics_and_files(runs):
+  root, tc, vae = runs
+  dirs = [str(root / d) for d in ("tc_a", "sweep", "vae", "not_evaluated", "empty", "missing")]
+  result = report.write_report(dirs, str(root / "out"))
+  groups = result["groups"]
+  labels = report.group_labels(list(groups))
+  assert labels == ["VAE β=1", "β-TCVAE (MWS) β=2", "β-TCVAE (MWS) β=6"]
+  sizes = [len(v) for v in groups.values()]
+  assert sizes == [4, 4, 4]
+  beta6 = np.concatenate([tc[:2], tc[4:6]])
+  s = report.summarize(beta6)
+  assert s["median"] == pytest.approx(np.median(beta6))
+  assert s["iqr"] == pytest.approx(np.percentile(beta6, 75) - np.percentile(beta6, 25))
+  problems = "\n".join(result["problems"])
+  assert "not_evaluated" in problems and "no evaluated members" in problems
+  assert "empty: has no metrics.json" in problems and "missing: does not exist" in problems
+
+  table = open(result["table"]).read()
+  row = next(line for line in table.splitlines() if line.startswith("| β-TCVAE (MWS) β=6 | 4 |"))
+  assert f"{np.median(beta6):.3f}" in row and f"{np.median(beta6) / 2:.3f}" in row
+  assert "sampling (Chen et al.); factors: scale, orientation, posX, posY; 737,280 images" in table
+  assert "procedurally generated" in table
+  assert table.count("| VAE β=1 |") == 1 + 4  # Summary row and one row per model.
+
+  with Image.open(result["figure"]) as im:
+    width = max(5.0, 1.4 + 0.9 * 3)
+    assert im.size == (round(2 * width * 100), 520)
+
+
+def test_no_evaluated_run_is_one_clear_error(runs, capsys):
+  root, _, _ = runs
+  with pytest.raises(report.ReportError, match="No evaluated models"):
+    report.write_report([str(root / "not_evaluated"), str(root / "empty")], str(root / "out"))
+  assert report.main([str(root / "empty"), f"--out={root / 'out2'}"]) == 1
+  assert "has no metrics.json" in capsys.readouterr().err
+  assert report.main([str(root / "vae"), str(root / "empty"), f"--out={root / 'out3'}"]) == 0
+  captured = capsys.readouterr()
+  assert "4 models in 1 groups" in captured.out and "WARNING: skipped" in captured.err
+  assert os.path.isfile(root / "out3" / "mig_distribution.png")

@@ -1,0 +1,282 @@
+"""A report over many runs: the distribution of MIG per model and β.
+
+    python -m vae_jax.report RUN_DIR [RUN_DIR ...] [--out=DIR]
+
+Each RUN_DIR is a workdir with a metrics.json (or a folder of such workdirs, one level
+down). Every ensemble member is one model; members are grouped by (objective, β) (and
+by dataset and architecture when the runs mix them). Writes
+
+    OUT/mig_distribution.png   one panel per MIG convention (Chen et al.'s sampling
+                               estimator; disentanglement_lib's histogram MIG): a box
+                               plot per group with every model's MIG as a point on top
+                               (as in Chen et al.'s Figure 5)
+    OUT/mig_table.md           per group: number of models, median and interquartile
+                               range of each MIG convention, then one row per model
+
+OUT defaults to ./mig_report. Titles name each estimator, the factors it counted, how
+many images it was computed on and the dataset (marked procedural where it is).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+# The two MIG conventions in metrics.json: (key, short name).
+CONVENTIONS = (("mig", "MIG, sampling estimator"), ("mig_histogram", "MIG, histogram estimator"))
+_OBJECTIVE_ORDER = {"ae": 0, "vae": 1, "betavae": 2, "betatcvae": 3}
+_OBJECTIVE_NAMES = {"ae": "AE", "vae": "VAE", "betavae": "β-VAE", "betatcvae": "β-TCVAE"}
+
+
+class ReportError(Exception):
+  """No run could be read; the message says why for each."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """One evaluated ensemble member of one run."""
+
+  run: str
+  member: int
+  seed: int
+  beta: float
+  objective: str
+  estimator: str  # β-TCVAE's minibatch estimator (mws / mss).
+  architecture: str
+  dataset: str
+  dataset_note: str
+  step: int
+  mig: dict  # convention key -> {"value", "estimator", "factors", "images"}
+
+
+def find_metrics(run_dir: str) -> list[str]:
+  """metrics.json files of run_dir itself or, if it has none, of its direct subfolders."""
+  own = os.path.join(run_dir, "metrics.json")
+  if os.path.isfile(own):
+    return [own]
+  if not os.path.isdir(run_dir):
+    return []
+  return sorted(p for p in (os.path.join(run_dir, d, "metrics.json") for d in os.listdir(run_dir))
+                if os.path.isfile(p))
+
+
+def load_models(run_dirs: Sequence[str]) -> tuple[list[Model], list[str]]:
+  """The evaluated models of every run dir, and one message per run dir or file that gave none."""
+  models, problems = [], []
+  for run_dir in run_dirs:
+    paths = find_metrics(run_dir)
+    if not paths:
+      why = "does not exist" if not os.path.exists(run_dir) else "has no metrics.json (nor do its subfolders)"
+      problems.append(f"{run_dir}: {why}; train it (python -m vae_jax.main --mode=train ...) or evaluate its "
+                      "checkpoint (--mode=evaluate) first.")
+      continue
+    for path in paths:
+      run = os.path.dirname(path)
+      try:
+        with open(path) as f:
+          payload = json.load(f)
+      except (OSError, json.JSONDecodeError) as e:
+        problems.append(f"{path}: cannot be read ({e}).")
+        continue
+      found = 0
+      for m in payload.get("members", []):
+        if not all(isinstance(m.get(k), dict) and "value" in m[k] for k, _ in CONVENTIONS):
+          continue
+        found += 1
+        models.append(Model(
+            run=run,
+            member=int(m.get("member", 0)),
+            seed=int(m.get("seed", 0)),
+            beta=float(m.get("beta", float("nan"))),
+            objective=str(payload.get("objective", "?")),
+            estimator=str(payload.get("estimator", "")),
+            architecture=str(payload.get("architecture", "?")),
+            dataset=str(payload.get("dataset", "?")),
+            dataset_note=str(payload.get("dataset_note", "")),
+            step=int(payload.get("checkpoint_step", 0)),
+            mig={k: dict(value=float(m[k]["value"]), estimator=str(m[k].get("estimator", k)),
+                         factors=tuple(m[k].get("factors", ())), images=int(m.get("images", 0)))
+                 for k, _ in CONVENTIONS},
+        ))
+      if not found:
+        problems.append(f"{path}: no evaluated members (the run had eval.final='none' or stopped before its "
+                        "evaluation); run --mode=evaluate on it.")
+  return models, problems
+
+
+def group_key(model: Model) -> tuple:
+  """The grouping: dataset, architecture, objective (with its TC estimator for β-TCVAE) and β."""
+  objective = model.objective + (f"/{model.estimator}" if model.objective == "betatcvae" and model.estimator else "")
+  return (model.dataset, model.architecture, objective, model.beta)
+
+
+def group_models(models: Sequence[Model]) -> dict[tuple, list[Model]]:
+  """Models grouped by group_key, in the order AE, VAE, β-VAE, β-TCVAE, then β ascending."""
+  groups: dict[tuple, list[Model]] = {}
+  for m in models:
+    groups.setdefault(group_key(m), []).append(m)
+
+  def order(key):
+    dataset, arch, objective, beta = key
+    return (dataset, arch, _OBJECTIVE_ORDER.get(objective.split("/")[0], 9), objective, beta)
+
+  return {k: sorted(groups[k], key=lambda m: (m.run, m.member)) for k in sorted(groups, key=order)}
+
+
+def group_labels(keys: Sequence[tuple]) -> list[str]:
+  """Short labels: the objective and β always; dataset and architecture only where the groups differ in them."""
+  vary_data = len({k[0] for k in keys}) > 1
+  vary_arch = len({k[1] for k in keys}) > 1
+  labels = []
+  for dataset, arch, objective, beta in keys:
+    base, _, est = objective.partition("/")
+    name = _OBJECTIVE_NAMES.get(base, base) + (f" ({est.upper()})" if est else "")
+    if base in ("ae",):
+      text = name
+    else:
+      text = f"{name} β={beta:g}"
+    prefix = ", ".join(([dataset] if vary_data else []) + ([arch] if vary_arch else []))
+    labels.append(f"{prefix}: {text}" if prefix else text)
+  return labels
+
+
+def summarize(values: Sequence[float]) -> dict[str, float]:
+  """n, median, first and third quartiles, IQR of values."""
+  v = np.asarray(values, np.float64)
+  q1, med, q3 = np.percentile(v, [25, 50, 75])
+  return dict(n=int(v.size), median=float(med), q1=float(q1), q3=float(q3), iqr=float(q3 - q1))
+
+
+def _describe(models: Sequence[Model], key: str) -> str:
+  """'estimator; factors: ...; N images' for one convention, naming mixtures honestly."""
+  estimators = sorted({m.mig[key]["estimator"] for m in models})
+  factors = sorted({m.mig[key]["factors"] for m in models})
+  images = sorted({m.mig[key]["images"] for m in models})
+  text = " / ".join(estimators)
+  text += "; factors: " + (" | ".join(", ".join(f) for f in factors) if len(factors) <= 2 else "mixed")
+  if key == "mig" and images and images[0]:
+    text += "; " + (f"{images[0]:,} images" if len(images) == 1 else f"{images[0]:,}–{images[-1]:,} images")
+  return text
+
+
+def _datasets_line(models: Sequence[Model]) -> str:
+  parts = []
+  for name in sorted({m.dataset for m in models}):
+    notes = {m.dataset_note for m in models if m.dataset == name and m.dataset_note}
+    parts.append(name + (f" ({'; '.join(sorted(notes))})" if notes else ""))
+  return ", ".join(parts)
+
+
+def draw_distribution(groups: dict[tuple, list[Model]], path: str, *, seed: int = 0) -> str:
+  """One panel per MIG convention: a box per group, every model's MIG as a jittered point."""
+  keys = list(groups)
+  labels = group_labels(keys)
+  all_models = [m for ms in groups.values() for m in ms]
+  width = max(5.0, 1.4 + 0.9 * len(keys))
+  fig = Figure(figsize=(2 * width, 5.2), dpi=100, layout="constrained")
+  FigureCanvasAgg(fig)
+  axes = fig.subplots(1, len(CONVENTIONS), squeeze=False)[0]
+  rng = np.random.default_rng(seed)
+  for ax, (key, name) in zip(axes, CONVENTIONS):
+    data = [[m.mig[key]["value"] for m in groups[k]] for k in keys]
+    ax.boxplot(data, positions=range(len(keys)), widths=0.55, whis=(0, 100), showfliers=False,
+               medianprops=dict(color="tab:red", lw=1.8), boxprops=dict(color="0.3"), whiskerprops=dict(color="0.3"),
+               capprops=dict(color="0.3"))
+    for i, values in enumerate(data):
+      ax.scatter(i + rng.uniform(-0.18, 0.18, len(values)), values, s=18, color="tab:blue", alpha=0.75, zorder=3,
+                 edgecolors="none")
+    tick_labels = [f"{lab}\nn={len(groups[k])}" for k, lab in zip(keys, labels)]
+    tilt = len(keys) > 4
+    ax.set_xticks(range(len(keys)), tick_labels, rotation=30 if tilt else 0, ha="right" if tilt else "center",
+                  fontsize=8.5)
+    ax.set_ylabel("MIG (gap in I(z_j; v_k) / H(v_k))", fontsize=9)
+    ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(f"{name}\n{_wrap(_describe(all_models, key), 0.8 * width, 9)}", fontsize=9)
+  fig.suptitle(_wrap(f"MIG per model and β: {len(all_models)} models (ensemble members) on "
+                     f"{_datasets_line(all_models)}; box = quartiles, red line = median, whiskers = range, "
+                     "points = models", 1.9 * width, 10), fontsize=10)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=100, facecolor="white")
+  return path
+
+
+def _wrap(text: str, width_in: float, fontsize: float = 9.0) -> str:
+  import textwrap
+  return "\n".join(textwrap.wrap(text, max(30, int(width_in * 72 / (fontsize * 0.56)))))
+
+
+def markdown_table(groups: dict[tuple, list[Model]]) -> str:
+  """The summary table (group, n, median and IQR per MIG convention) and the per-model table, in markdown."""
+  keys = list(groups)
+  labels = group_labels(keys)
+  all_models = [m for ms in groups.values() for m in ms]
+  lines = ["# MIG per model and β", "",
+           f"Dataset: {_datasets_line(all_models)}. Each model is one ensemble member of one run "
+           f"({len(all_models)} models from {len({m.run for m in all_models})} runs).", ""]
+  for key, name in CONVENTIONS:
+    lines.append(f"- **{name}**: {_describe(all_models, key)}.")
+  lines += ["", "IQR is the interquartile range Q3 − Q1 (shown with [Q1, Q3]).", ""]
+  header = "| group | n |" + "".join(f" {name}: median | IQR [Q1, Q3] |" for _, name in CONVENTIONS)
+  lines += [header, "|---|---:|" + "---:|---|" * len(CONVENTIONS)]
+  for k, label in zip(keys, labels):
+    row = f"| {label} | {len(groups[k])} |"
+    for key, _ in CONVENTIONS:
+      s = summarize([m.mig[key]["value"] for m in groups[k]])
+      row += f" {s['median']:.3f} | {s['iqr']:.3f} [{s['q1']:.3f}, {s['q3']:.3f}] |"
+    lines.append(row)
+  lines += ["", "## Models", "", "| group | run | member | seed | step |"
+            + "".join(f" {name} |" for _, name in CONVENTIONS), "|---|---|---:|---:|---:|" + "---:|" * len(CONVENTIONS)]
+  for k, label in zip(keys, labels):
+    for m in groups[k]:
+      lines.append(f"| {label} | {m.run} | {m.member} | {m.seed} | {m.step} |"
+                   + "".join(f" {m.mig[key]['value']:.3f} |" for key, _ in CONVENTIONS))
+  return "\n".join(lines) + "\n"
+
+
+def write_report(run_dirs: Sequence[str], out_dir: str) -> dict[str, Any]:
+  """Reads the runs, writes OUT/mig_distribution.png and OUT/mig_table.md; returns paths, groups and problems.
+
+  Raises:
+    ReportError: no run dir held an evaluated model (the message lists why for each).
+  """
+  models, problems = load_models(run_dirs)
+  if not models:
+    raise ReportError("No evaluated models found:\n  " + "\n  ".join(problems))
+  groups = group_models(models)
+  os.makedirs(out_dir, exist_ok=True)
+  figure = draw_distribution(groups, os.path.join(out_dir, "mig_distribution.png"))
+  table = os.path.join(out_dir, "mig_table.md")
+  with open(table, "w") as f:
+    f.write(markdown_table(groups))
+  return dict(figure=figure, table=table, groups=groups, problems=problems)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """CLI: python -m vae_jax.report RUN_DIR [RUN_DIR ...] [--out=DIR]."""
+  parser = argparse.ArgumentParser(prog="python -m vae_jax.report", description=__doc__.split("\n\n")[0])
+  parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="workdirs with metrics.json (or their parent)")
+  parser.add_argument("--out", default="mig_report", help="output folder (default: ./mig_report)")
+  args = parser.parse_args(argv)
+  try:
+    result = write_report(args.run_dirs, args.out)
+  except ReportError as e:
+    print(f"FATAL: {e}", file=sys.stderr)
+    return 1
+  for problem in result["problems"]:
+    print(f"WARNING: skipped {problem}", file=sys.stderr)
+  n = sum(len(v) for v in result["groups"].values())
+  print(f"{n} models in {len(result['groups'])} groups → {result['figure']}, {result['table']}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
