@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[test,bench]"
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/evaluation.py
+	$(PY) benchmarks/input_pipeline.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -111,7 +111,7 @@ def test_anomaly_report_and_scores(workdir):
     assert all(0.0 <= v <= 1.0 for v in m["auroc"].values())
   for m in range(2):
     with Image.open(os.path.join(path, "figures", f"anomaly_scores_member_{m}.png")) as im:
-      assert im.size == (3 * 420, 360)
+      assert im.size == (4 * 380, 360)
   # The scores themselves: KL is the encoder's analytic KL; −ELBO is the reconstruction term plus that KL.
   idx = restored.dataset.holdout_indices[:8]
   scores = downstream.anomaly_scores(restored.model, restored.params, restored.dataset, idx, likelihood="bernoulli",
@@ -121,6 +121,17 @@ def test_anomaly_report_and_scores(workdir):
   kl = 0.5 * np.sum(np.exp(log_var) + mean ** 2 - 1 - log_var, axis=1)
   np.testing.assert_allclose(scores["kl"][0], kl, rtol=1e-4)
   assert np.all(scores["neg_elbo"] > scores["kl"]) and scores["neg_elbo"].shape == (2, 8)
+  assert "llr_background" not in scores  # Only with a background model.
+
+
+def test_background_log_likelihood():
+  x = np.array([[[[1.0], [0.0]]], [[[0.0], [0.0]]]])  # Two 1 × 2 binary images.
+  mean = np.array([[[0.25], [0.5]]])
+  np.testing.assert_allclose(downstream.background_log_likelihood(x, mean, "bernoulli"),
+                             [np.log(0.25) + np.log(0.5), np.log(0.75) + np.log(0.5)])
+  np.testing.assert_allclose(downstream.background_log_likelihood(x, mean, "gaussian"),
+                             [-0.5 * (0.75 ** 2 + 0.5 ** 2) - np.log(2 * np.pi), -0.5 * (0.25 ** 2 + 0.5 ** 2)
+                              - np.log(2 * np.pi)])
 
 
 def test_generate_decodes_the_given_latents(workdir):

@@ -55,10 +55,14 @@ def test_train_writes_checkpoints_events_and_metrics(tmp_path):
   assert np.isfinite(member["likelihood"]["log_px_iw"])
   assert member["likelihood"]["log_px_iw"] >= member["likelihood"]["elbo"] - 1.0
   assert "steps/s" in proc.stderr and "ETA" in proc.stderr  # Progress is shown.
+  figures = set(os.listdir(tmp_path / "figures"))
+  assert {"traversal_grid.png", "reconstructions.png", "latent_vs_factor.png", "mi_heatmap.png",
+          "prior_samples.png", "traversal_latent0.gif"} <= figures
 
 
 def test_kill_9_then_rerun_resumes_exactly(tmp_path):
-  args = ["--config.num_train_steps=40", "--config.checkpoint_every_steps=10", "--config.eval.final=none"]
+  args = ["--config.num_train_steps=40", "--config.checkpoint_every_steps=10", "--config.eval.final=none",
+          "--config.eval.figures=False"]
   run_main(f"--workdir={tmp_path / 'straight'}", *args)
   cmd = [sys.executable, "-m", "vae_jax.main", "--config=configs/test.py", f"--workdir={tmp_path / 'killed'}", *args,
          "--config.data.prefetch=1"]
@@ -81,7 +85,7 @@ def test_kill_9_then_rerun_resumes_exactly(tmp_path):
 
 
 def test_evaluate_mode_writes_metrics(tmp_path):
-  run_main(f"--workdir={tmp_path}", "--config.eval.final=none")
+  run_main(f"--workdir={tmp_path}", "--config.eval.final=none", "--config.eval.figures=False")
   assert json.loads((tmp_path / "metrics.json").read_text())["members"][0].get("mig") is None
   # The test config evaluates a sub-grid (the default, eval.final="full", takes the whole grid).
   run_main(f"--workdir={tmp_path}", "--mode=evaluate", "--config.eval.final=subset")

@@ -9,6 +9,7 @@ on the real builders, which look at the files before anything else.
 import glob
 import io
 import os
+import sys
 import tarfile
 
 import numpy as np
@@ -248,12 +249,17 @@ def test_a_bad_file_found_while_building_leaves_nothing_half_written(tmp_path):
   assert not glob.glob(str(tmp_path / "tiny_cars3d" / "*" / "*"))  # TFDS removed its temporary folder.
 
 
-def test_faces3d_pth_without_torch_says_how_to_convert(tmp_path):
-  try:
-    import torch  # noqa: F401
-    pytest.skip("PyTorch is installed: the .pth is read directly")
-  except ImportError:
-    pass
+def test_faces3d_from_chen_et_al_pth(tmp_path):
+  torch = pytest.importorskip("torch")
+  n = TinyFaces3d.GRID.num_images
+  images = np.broadcast_to(levels(np.arange(n), 1)[:, None, None, 0], (n, 4, 4))
+  torch.save(torch.from_numpy(images.reshape(TinyFaces3d.GRID.factor_sizes + (4, 4)).copy()),
+             os.path.join(manual(tmp_path), "basel_face_renders.pth"))
+  assert_grid(load_grid(md.grid_source(TinyFaces3d), str(tmp_path)), TinyFaces3d)
+
+
+def test_faces3d_pth_without_torch_says_how_to_convert(tmp_path, monkeypatch):
+  monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError.
   with open(os.path.join(manual(tmp_path), "basel_face_renders.pth"), "wb") as f:
     f.write(b"not read")
   with pytest.raises(DatasetFileError) as info:

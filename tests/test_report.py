@@ -62,7 +62,7 @@ def test_groups_statistics_and_files(runs):
   assert "empty: has no metrics.json" in problems and "missing: does not exist" in problems
 
   table = open(result["table"]).read()
-  row = next(line for line in table.splitlines() if line.startswith("| β-TCVAE (MWS) β=6 | 4 |"))
+  row = next(line for line in table.splitlines() if line.startswith("| β-TCVAE (MWS) β=6 | 4 | 2,000 |"))
   assert f"{np.median(beta6):.3f}" in row and f"{np.median(beta6) / 2:.3f}" in row
   assert "sampling (Chen et al.); factors: scale, orientation, posX, posY; 737,280 images" in table
   assert "procedurally generated" in table

@@ -27,6 +27,7 @@ def test_resume_is_exact(tmp_path, test_config):
   """2k steps straight vs k steps, stop, and k more from the checkpoint: identical parameters."""
   config = test_config
   config.eval.final = "none"
+  config.eval.figures = False
   config.num_train_steps = 6
   config.checkpoint_every_steps = 3
   train.train_and_evaluate(config, str(tmp_path / "straight"))
@@ -49,6 +50,7 @@ def test_ensemble_equals_separate_runs(tmp_path, test_config):
   """An ensemble of 2 (seeds 0 and 1, β 2 and 9) equals two single runs with the same seeds and β."""
   config = test_config
   config.eval.final = "none"
+  config.eval.figures = False
   config.num_train_steps = 4
   config.ensemble.num_members = 2
   config.ensemble.betas = (2.0, 9.0)
@@ -137,6 +139,7 @@ class NaNAfter:
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, test_config, monkeypatch):
   config = test_config
   config.eval.final = "none"
+  config.eval.figures = False
   config.num_train_steps = 8
   config.checkpoint_every_steps = 2
   monkeypatch.setattr(train, "get_dataset", lambda c: NaNAfter(get_dataset(c), first_bad_step=5))

@@ -77,6 +77,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.elbo_samples = 10_000  # Evaluation points of the aggregate-posterior decomposition.
   c.eval.likelihood_images = 2_000  # Images for the ELBO and importance-weighted log p(x).
   c.eval.importance_samples = 20
+  c.eval.figures = True  # Write figures/ (traversals, GIFs, reconstructions, ...) after training.
 
   c.log_every_steps = 100
   c.checkpoint_every_steps = 500

@@ -11,7 +11,12 @@ Anomaly scores (higher = more anomalous), per image x:
   - neg_elbo: −ELBO = −E_q log p(x | z) + KL(q(z | x) || p(z)), the expectation a Monte
     Carlo average over eval.importance_samples draws, the KL analytic;
   - neg_log_px_iw: −log p̂(x), the importance-weighted bound with the same draws;
-  - kl: the analytic KL(q(z | x) || N(0, I)) alone (how far the code is from the prior).
+  - kl: the analytic KL(q(z | x) || N(0, I)) alone (how far the code is from the prior);
+  - llr_background: −ELBO − (−log p_bg(x)), a likelihood ratio against a background
+    model p_bg with independent pixels (the training images' mean image under the same
+    likelihood). Raw likelihoods favour simple images (Nalisnick et al., 2019: small
+    sprites have fewer pixels to explain); the ratio cancels much of that (Ren et al.,
+    2019; Serrà et al., 2020 use other reference models for the same purpose).
 AUROC is the probability that a random held-out image scores above a random
 in-distribution one (ties count one half): the Mann–Whitney U statistic / (n₊ n₋).
 """
@@ -34,7 +39,8 @@ from vae_jax.data import holdout as holdout_lib
 from vae_jax.data.grid import index_to_factors
 from vae_jax.evaluation import encode as encode_lib
 
-ANOMALY_SCORES = ("neg_elbo", "neg_log_px_iw", "kl")
+ANOMALY_SCORES = ("neg_elbo", "neg_log_px_iw", "kl", "llr_background")
+BACKGROUND_IMAGES = 10_000  # Training images whose mean image is the background model.
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -81,11 +87,28 @@ def make_score_fn(model: models.VAE, likelihood: str, num_importance: int):
   return scores
 
 
-def anomaly_scores(model: models.VAE, params: Any, dataset, indices: np.ndarray, *, likelihood: str,
-                   num_importance: int, key: jax.Array, batch_size: int = 500) -> dict[str, np.ndarray]:
-  """ANOMALY_SCORES [S, n] of the full-grid images `indices` [n], for params with ensemble axis S.
+def background_log_likelihood(images: np.ndarray, mean_image: np.ndarray, likelihood: str) -> np.ndarray:
+  """log p_bg(x) [n] of images [n, H, W, C] under independent pixels with mean mean_image [H, W, C].
 
-  Each batch uses its own keys (fold_in(key, batch)), so scores are reproducible.
+  Bernoulli: pixel probabilities mean_image (clipped to [1e-3, 1 − 1e-3]); Gaussian:
+  unit variance around mean_image (as the VAE's Gaussian likelihood).
+  """
+  x = np.asarray(images, np.float64).reshape(len(images), -1)
+  mu = np.asarray(mean_image, np.float64).reshape(-1)
+  if likelihood == "bernoulli":
+    p = np.clip(mu, 1e-3, 1.0 - 1e-3)
+    return x @ np.log(p) + (1.0 - x) @ np.log1p(-p)
+  return -0.5 * np.sum((x - mu) ** 2 + np.log(2.0 * np.pi), axis=1)
+
+
+def anomaly_scores(model: models.VAE, params: Any, dataset, indices: np.ndarray, *, likelihood: str,
+                   num_importance: int, key: jax.Array, batch_size: int = 500,
+                   background: np.ndarray | None = None) -> dict[str, np.ndarray]:
+  """Anomaly scores [S, n] of the full-grid images `indices` [n], for params with ensemble axis S.
+
+  Returns neg_elbo, neg_log_px_iw and kl, and llr_background if a background mean
+  image [H, W, C] is given. Each batch uses its own keys (fold_in(key, batch)), so
+  scores are reproducible.
   """
   grid = holdout_lib.full_grid(dataset)
   score_fn = make_score_fn(model, likelihood, num_importance)
@@ -93,14 +116,18 @@ def anomaly_scores(model: models.VAE, params: Any, dataset, indices: np.ndarray,
   out = {name: [] for name in ANOMALY_SCORES}
   for b, start in enumerate(range(0, len(indices), batch_size)):
     chunk = np.asarray(indices[start:start + batch_size])
-    x = grid.images(chunk)
+    images = grid.images(chunk)
+    x = images
     if len(chunk) < batch_size:  # One shape for every batch: one compilation.
       x = np.concatenate([x, np.zeros((batch_size - len(chunk), *x.shape[1:]), x.dtype)])
     keys = jax.random.split(jax.random.fold_in(key, b), s)
     values = jax.device_get(score_fn(params, jnp.asarray(x), keys))
-    for name in ANOMALY_SCORES:
+    for name in ("neg_elbo", "neg_log_px_iw", "kl"):
       out[name].append(np.asarray(values[name])[:, :len(chunk)])
-  return {name: np.concatenate(v, axis=1) for name, v in out.items()}
+    if background is not None:
+      log_bg = background_log_likelihood(images, background, likelihood)
+      out["llr_background"].append(out["neg_elbo"][-1] + log_bg[None, :])
+  return {name: np.concatenate(v, axis=1) for name, v in out.items() if v}
 
 
 def anomaly_report(config: ml_collections.ConfigDict, workdir: str, *, num_images: int = 5000,
@@ -130,10 +157,14 @@ def anomaly_report(config: ml_collections.ConfigDict, workdir: str, *, num_image
   indices = np.concatenate([inliers, outliers])
   labels = np.concatenate([np.zeros(len(inliers), bool), np.ones(len(outliers), bool)])
   num_importance = int(config.eval.importance_samples)
-  scores = anomaly_scores(restored.model, restored.params, dataset, indices, likelihood=config.loss.likelihood,
-                          num_importance=num_importance, key=jax.random.PRNGKey(seed))
-  betas = configlib.member_betas(config)
   grid = holdout_lib.full_grid(dataset)
+  background_indices = np.sort(rng.choice(dataset.kept_indices, replace=False,
+                                          size=min(BACKGROUND_IMAGES, len(dataset.kept_indices))))
+  chunks = [background_indices[i:i + 2000] for i in range(0, len(background_indices), 2000)]
+  background = sum(grid.images(c).sum(0, dtype=np.float64) for c in chunks) / len(background_indices)
+  scores = anomaly_scores(restored.model, restored.params, dataset, indices, likelihood=config.loss.likelihood,
+                          num_importance=num_importance, key=jax.random.PRNGKey(seed), background=background)
+  betas = configlib.member_betas(config)
   members = []
   for m in range(visualize.num_members(restored.params)):
     members.append({
@@ -168,7 +199,9 @@ def anomaly_report(config: ml_collections.ConfigDict, workdir: str, *, num_image
       "in_distribution_note": "in-distribution images are drawn from the training grid (images seen in training)",
       "scores": {"neg_elbo": "−ELBO (Monte Carlo reconstruction term, analytic KL), nats",
                  "neg_log_px_iw": "−importance-weighted log p(x) bound, nats",
-                 "kl": "analytic KL(q(z|x) || N(0, I)), nats"},
+                 "kl": "analytic KL(q(z|x) || N(0, I)), nats",
+                 "llr_background": "−ELBO + log p_bg(x): likelihood ratio against independent pixels with the mean "
+                                   f"of {len(background_indices):,} training images, nats"},
       "members": members,
   }
   if jax.process_index() == 0:
@@ -184,12 +217,12 @@ def anomaly_report(config: ml_collections.ConfigDict, workdir: str, *, num_image
 def draw_score_histograms(scores: dict[str, np.ndarray], labels: np.ndarray, aurocs: dict[str, float], path: str, *,
                           title: str) -> str:
   """One panel per score: histograms of scores [n] for labels False (in-distribution) and True (held out)."""
-  w, h = 4.2 * len(scores), 3.6
+  w, h = 3.8 * len(scores), 3.6
   fig = visualize._new_figure((w, h))
   axes = fig.subplots(1, len(scores), squeeze=False, gridspec_kw=dict(
       left=0.7 / w, right=1 - 0.2 / w, top=1 - 0.75 / h, bottom=0.55 / h, wspace=0.3))[0]
   nice = {"neg_elbo": "−ELBO (nats)", "neg_log_px_iw": "−log p(x), importance-weighted (nats)",
-          "kl": "KL(q(z|x) ‖ p(z)) (nats)"}
+          "kl": "KL(q(z|x) ‖ p(z)) (nats)", "llr_background": "−ELBO + log p_bg(x) (nats)"}
   for ax, (name, values) in zip(axes, scores.items()):
     lo, hi = np.percentile(values, [0.5, 99.5])
     bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 50)

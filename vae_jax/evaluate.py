@@ -41,7 +41,7 @@ def mig_factors(dataset: FactorDataset, names: Sequence[str] = ()) -> tuple[int,
     if unknown:
       raise ValueError(f"eval.mig_factors names {sorted(unknown)}; {dataset.name} has {dataset.factor_names}.")
     return tuple(dataset.factor_names.index(n) for n in names)
-  excluded = _EXCLUDED_MIG_FACTORS.get(dataset.name, ())
+  excluded = _EXCLUDED_MIG_FACTORS.get(dataset.name, ()) + tuple(getattr(dataset, "nuisance_factors", ()))
   return tuple(i for i, (name, size) in enumerate(zip(dataset.factor_names, dataset.factor_sizes))
                if name not in excluded and size > 1)
 
@@ -100,6 +100,9 @@ def evaluate_ensemble(
   "active_units", "likelihood" and what was evaluated ("images", "subgrid_sizes").
   """
   ec = config.eval
+  if not dataset.factor_sizes:
+    raise ValueError(f"{dataset.name} has no ground-truth factors, so MIG and the grid evaluation do not apply; "
+                     "set --config.eval.final=none and --config.eval.every_steps=0.")
   if full:
     indices, sizes = np.arange(len(dataset)), tuple(dataset.factor_sizes)
   else:
@@ -117,7 +120,11 @@ def evaluate_ensemble(
   ll_images = dataset.images(indices[ll_points])
   likelihood_fn = make_likelihood_fn(model, config.loss.likelihood, ec.importance_samples)
   member_keys = jax.random.split(key, num_members)
-  ll = jax.device_get(likelihood_fn(params, jnp.asarray(ll_images), member_keys))
+  # Chunks keep memory bounded: each image is decoded importance_samples times.
+  chunk = max(1, 4096 // ec.importance_samples)
+  parts = [jax.device_get(likelihood_fn(params, jnp.asarray(ll_images[i:i + chunk]), jax.vmap(jax.random.fold_in)(
+      member_keys, jnp.full((num_members,), i)))) for i in range(0, len(ll_images), chunk)]
+  ll = {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
 
   results = []
   for m in range(num_members):

@@ -1,11 +1,15 @@
 """Command-line entry point.
 
     python -m vae_jax.main --config=configs/default.py --workdir=runs/demo \
-        [--config.key=value ...] [--mode=train|evaluate]
+        [--config.key=value ...] [--mode=train|evaluate|visualize|anomaly|export|generate]
 
 Re-running the same training command resumes from the workdir's latest checkpoint.
-`--mode=evaluate` evaluates the latest checkpoint over the full dataset and writes
-workdir/metrics.json.
+The other modes work on the workdir's latest checkpoint:
+  evaluate   the full-dataset evaluation → workdir/metrics.json and TensorBoard;
+  visualize  traversals, GIFs, reconstructions, latent-vs-factor, MI heat map → figures/;
+  anomaly    AUROC of held-out (data.holdout) vs training images → anomaly.json;
+  export     posterior mean/log-variance and factor indices of --split → .npz;
+  generate   decode the codes given in --latents.
 """
 
 from __future__ import annotations

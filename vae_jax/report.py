@@ -224,11 +224,13 @@ def markdown_table(groups: dict[tuple, list[Model]]) -> str:
            f"({len(all_models)} models from {len({m.run for m in all_models})} runs).", ""]
   for key, name in CONVENTIONS:
     lines.append(f"- **{name}**: {_describe(all_models, key)}.")
-  lines += ["", "IQR is the interquartile range Q3 − Q1 (shown with [Q1, Q3]).", ""]
-  header = "| group | n |" + "".join(f" {name}: median | IQR [Q1, Q3] |" for _, name in CONVENTIONS)
-  lines += [header, "|---|---:|" + "---:|---|" * len(CONVENTIONS)]
+  lines += ["", "IQR is the interquartile range Q3 − Q1 (shown with [Q1, Q3]); steps: the training steps of the "
+            "checkpoints evaluated (a range means the group mixes run lengths).", ""]
+  header = "| group | n | steps |" + "".join(f" {name}: median | IQR [Q1, Q3] |" for _, name in CONVENTIONS)
+  lines += [header, "|---|---:|---:|" + "---:|---|" * len(CONVENTIONS)]
   for k, label in zip(keys, labels):
-    row = f"| {label} | {len(groups[k])} |"
+    steps = sorted({m.step for m in groups[k]})
+    row = f"| {label} | {len(groups[k])} | {steps[0]:,}" + (f"–{steps[-1]:,} |" if len(steps) > 1 else " |")
     for key, _ in CONVENTIONS:
       s = summarize([m.mig[key]["value"] for m in groups[k]])
       row += f" {s['median']:.3f} | {s['iqr']:.3f} [{s['q1']:.3f}, {s['q3']:.3f}] |"

@@ -25,7 +25,7 @@ from clu import metric_writers, periodic_actions
 from flax.training import train_state
 
 from vae_jax import checkpoints, configlib, evaluate, losses, models, parallel
-from vae_jax.data import get_dataset
+from vae_jax.data import get_dataset, holdout
 from vae_jax.data import pipeline as data_pipeline
 
 Metrics = dict[str, jax.Array]
@@ -175,6 +175,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       f.write(config.to_json(indent=2))
 
   dataset = get_dataset(config.data)
+  train_data = holdout.apply_holdout(dataset, config.data.holdout)  # Evaluation keeps the whole grid.
   model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
   mesh = parallel.create_mesh()
   state = create_ensemble_state(config, model, dataset.image_shape)
@@ -193,14 +194,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   logging.info("Training %d member(s) from step %d to %d.", config.ensemble.num_members, start_step, num_steps)
 
   step_fn = jax.jit(
-      ensemble_step_fn(make_objective_fn(config, len(dataset))),
+      ensemble_step_fn(make_objective_fn(config, len(train_data))),
       in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
       out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
       donate_argnums=(0,),
   )
   seeds = [config.seed + m for m in range(config.ensemble.num_members)]
   stream = data_pipeline.train_stream(
-      dataset, seeds, config.batch_size, start_step, num_steps,
+      train_data, seeds, config.batch_size, start_step, num_steps,
       pipeline=config.data.pipeline, prefetch=config.data.prefetch, workers=config.data.workers,
       process_index=jax.process_index(), process_count=jax.process_count(),
   )
@@ -250,7 +251,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     full = config.eval.final == "full"
     results = evaluate.evaluate_ensemble(config, model, state.params, dataset, mesh, full=full, seed=config.seed)
     writer.write_scalars(num_steps, evaluate.summary_scalars(results, "eval_full" if full else "eval_subset"))
-    writer.flush()
+  if config.eval.figures and num_steps > 0:
+    from vae_jax import visualize  # matplotlib is only needed here.
+
+    for m in range(config.ensemble.num_members):
+      visualize.write_figures(config, model, state.params, train_data, workdir, member=m, step=num_steps,
+                              mi=results[m]["mig"] if results else None, writer=writer)
+  writer.flush()
   payload = results_payload(config, dataset, num_steps, results)
   payload["train"] = {k: np.asarray(v).tolist() for k, v in jax.device_get(last_metrics or {}).items()}
   payload["train_seconds"] = elapsed
@@ -274,6 +281,7 @@ def results_payload(config: ml_collections.ConfigDict, dataset, step: int, evalu
       "objective": config.loss.objective,
       "estimator": config.loss.estimator,
       "architecture": config.model.architecture,
+      "holdout": config.data.holdout,
       "members": [
           {"member": m, "seed": config.seed + m, "beta": betas[m], **(evaluations[m] if evaluations else {})}
           for m in range(config.ensemble.num_members)
