@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from vae_jax.data.grid import GridSpec, factors_to_index, index_to_factors
+from vae_jax.data.grid import GridDataset, GridSpec, factors_to_index
 
 CACHE_MODES = ("auto", "memory", "mmap")
 
@@ -66,7 +66,7 @@ def _to_float(raw: np.ndarray, image_shape: Sequence[int], packed: bool) -> np.n
   return np.multiply(raw.reshape(n, *image_shape), np.float32(1.0 / 255.0), dtype=np.float32)
 
 
-class ArrayGrid:
+class ArrayGrid(GridDataset):
   """A FactorDataset over a uint8 array in factor-grid order (row-major, last factor fastest).
 
   Implements vae_jax.data.grid.FactorDataset.
@@ -104,31 +104,21 @@ class ArrayGrid:
     unknown = set(nuisance_factors) - set(spec.factor_names)
     if unknown:
       raise ValueError(f"{name}: nuisance factors {sorted(unknown)} are not factors of {spec.factor_names}")
+    super().__init__(spec)
     self.name = name
-    self.spec = spec
-    self.factor_names = spec.factor_names
-    self.factor_sizes = spec.factor_sizes
-    self.factor_values = spec.factor_values
     self.image_shape = tuple(int(s) for s in image_shape)
     self.nuisance_factors = tuple(nuisance_factors)
     self.source = source
     self.packed = packed
     self._array = array
 
-  def __len__(self) -> int:
-    return self.spec.num_images
-
   @property
   def in_memory(self) -> bool:
     """Whether the images are held in RAM (True) or memory-mapped from the cache file."""
     return not isinstance(self._array, np.memmap)
 
-  def index_to_factors(self, indices: np.ndarray) -> np.ndarray:
-    """Factor-index rows [n, F] of flat grid indices [n]."""
-    return index_to_factors(indices, self.factor_sizes)
-
   def factors_to_index(self, factors: np.ndarray) -> np.ndarray:
-    """Flat grid indices [n] of factor-index rows [n, F]."""
+    """Flat grid indices [n] of factor-index rows [n, F], checked to lie on the grid."""
     factors = np.asarray(factors)
     if factors.ndim != 2 or factors.shape[1] != len(self.factor_sizes):
       raise ValueError(f"factors must be [n, {len(self.factor_sizes)}], got shape {factors.shape}")

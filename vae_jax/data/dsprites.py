@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vae_jax.data.grid import GridSpec, factors_to_index, index_to_factors
+from vae_jax.data.grid import GridDataset, GridSpec
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "posX", "posY")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
@@ -204,7 +204,7 @@ def render_sprites(shape, scale, angle, x, y) -> np.ndarray:
   return out[..., None]
 
 
-class ProceduralDSprites:
+class ProceduralDSprites(GridDataset):
   """Procedural dSprites: 737,280 binary 64x64 images over the real dataset's factor grid.
 
   Deterministic and stateless: every call draws the requested sprites from scratch.
@@ -215,21 +215,7 @@ class ProceduralDSprites:
   image_shape = (IMAGE_SIZE, IMAGE_SIZE, 1)
 
   def __init__(self):
-    self.spec = grid_spec()
-    self.factor_names = self.spec.factor_names
-    self.factor_sizes = self.spec.factor_sizes
-    self.factor_values = self.spec.factor_values
-
-  def __len__(self) -> int:
-    return self.spec.num_images
-
-  def index_to_factors(self, indices: np.ndarray) -> np.ndarray:
-    """Factor-index rows [n, 5] of flat grid indices [n]."""
-    return index_to_factors(indices, self.factor_sizes)
-
-  def factors_to_index(self, factors: np.ndarray) -> np.ndarray:
-    """Flat grid indices [n] of factor-index rows [n, 5]."""
-    return factors_to_index(factors, self.factor_sizes)
+    super().__init__(grid_spec())
 
   def render(self, factors: np.ndarray) -> np.ndarray:
     """Images [n, 64, 64, 1] float32 (0 or 1) of factor-index rows `factors` [n, 5]."""

@@ -69,3 +69,27 @@ class GridSpec:
 
   def factors_to_index(self, factors: np.ndarray) -> np.ndarray:
     return factors_to_index(factors, self.factor_sizes)
+
+
+class GridDataset:
+  """Base of datasets over a GridSpec: the factor attributes, len() and index arithmetic.
+
+  Subclasses add `name`, `image_shape` and `images(indices)`.
+  """
+
+  def __init__(self, spec: GridSpec):
+    self.spec = spec
+    self.factor_names = spec.factor_names
+    self.factor_sizes = spec.factor_sizes
+    self.factor_values = spec.factor_values
+
+  def __len__(self) -> int:
+    return self.spec.num_images
+
+  def index_to_factors(self, indices: np.ndarray) -> np.ndarray:
+    """Factor-index rows [n, F] of flat grid indices [n]."""
+    return self.spec.index_to_factors(indices)
+
+  def factors_to_index(self, factors: np.ndarray) -> np.ndarray:
+    """Flat grid indices [n] of factor-index rows [n, F]."""
+    return self.spec.factors_to_index(factors)

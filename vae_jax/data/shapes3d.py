@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vae_jax.data.grid import GridSpec, factors_to_index, index_to_factors
+from vae_jax.data.grid import GridDataset, GridSpec, factors_to_index, index_to_factors
 
 FACTOR_NAMES = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
 FACTOR_SIZES = (10, 10, 10, 8, 4, 15)
@@ -278,7 +278,7 @@ def render_geometry(
   return box_filter(onehot * shade[:, None]), box_filter(onehot)
 
 
-class ProceduralShapes3D:
+class ProceduralShapes3D(GridDataset):
   """Procedural 3dshapes: 480,000 RGB 64x64 images over the real dataset's factor grid.
 
   Deterministic; geometry (per scale, shape, orientation) is rendered on first use and
@@ -289,10 +289,7 @@ class ProceduralShapes3D:
   image_shape = (IMAGE_SIZE, IMAGE_SIZE, 3)
 
   def __init__(self, supersample: int = 3):
-    self.spec = grid_spec()
-    self.factor_names = self.spec.factor_names
-    self.factor_sizes = self.spec.factor_sizes
-    self.factor_values = self.spec.factor_values
+    super().__init__(grid_spec())
     self._supersample = supersample
     self._num_geometries = int(np.prod(FACTOR_SIZES[3:]))
     pixels = IMAGE_SIZE * IMAGE_SIZE
@@ -300,17 +297,6 @@ class ProceduralShapes3D:
     self._coverage = np.zeros((self._num_geometries, pixels, NUM_REGIONS), np.float32)
     self._ready = np.zeros(self._num_geometries, bool)
     self._hue_rgb = hue_to_rgb(self.factor_values[0]).astype(np.float32)  # [10, 3]
-
-  def __len__(self) -> int:
-    return self.spec.num_images
-
-  def index_to_factors(self, indices: np.ndarray) -> np.ndarray:
-    """Factor-index rows [n, 6] of flat grid indices [n]."""
-    return index_to_factors(indices, self.factor_sizes)
-
-  def factors_to_index(self, factors: np.ndarray) -> np.ndarray:
-    """Flat grid indices [n] of factor-index rows [n, 6]."""
-    return factors_to_index(factors, self.factor_sizes)
 
   def _geometry_ids(self, factors: np.ndarray) -> np.ndarray:
     """Cache rows [n] of factor-index rows [n, 6], rendering the missing ones."""
