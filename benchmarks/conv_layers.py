@@ -192,10 +192,10 @@ def flag_sweep(batches, repeats, min_time, impl="fast", part="train_step"):
       if proc.returncode or not lines:
         err = (proc.stderr.strip().splitlines() or ["?"])[-1][:80]
         rows.append(f"| {name} | {part} | {impl} | {batch} | failed: {err} | | | |")
-        continue
-      r = json.loads(lines[-1])
-      rows.append(f"| {name} | {part} | {impl} | {batch} | {r['ms']:.1f} | {r['cpu_ms']:.0f} | {r['images_per_s']:.0f} | "
-                  f"{r['compile_s']:.1f} |")
+      else:
+        r = json.loads(lines[-1])
+        rows.append(f"| {name} | {part} | {impl} | {batch} | {r['ms']:.1f} | {r['cpu_ms']:.0f} | "
+                    f"{r['images_per_s']:.0f} | {r['compile_s']:.1f} |")
       print(rows[-1], flush=True)
   return rows
 
@@ -233,9 +233,11 @@ def main():
   batches = [int(b) for b in a.batches.split(",")]
   print(f"jax {jax.__version__}, {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; best of {a.repeats} × ≥{a.min_time} s\n", flush=True)
-  print("| part | batch | impl | ms/step | CPU ms/step | images/s | compile s | fast speed-up |")
-  print("|---|---|---|---|---|---|---|---|", flush=True)
-  for part in a.parts.split(","):
+  parts = [p for p in a.parts.split(",") if p]
+  if parts:
+    print("| part | batch | impl | ms/step | CPU ms/step | images/s | compile s | fast speed-up |")
+    print("|---|---|---|---|---|---|---|---|", flush=True)
+  for part in parts:
     for batch in batches:
       results = {}
       for impl in a.impls.split(","):
