@@ -254,7 +254,28 @@ def conv_transpose4x4_stride2(x: jax.Array, kernel: jax.Array, impl: str = "fast
   return _flatten_batch(x, lambda v: _conv_transpose_fast(v, kernel))
 
 
-class Conv4x4Stride2(nn.Module):
+class _Conv4x4(nn.Module):
+  """The parameters and call shared by the two layers below; `_op` computes the layer."""
+
+  features: int
+  impl: str = "fast"
+  use_bias: bool = True
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  kernel_init: Callable[..., jax.Array] = nn.initializers.lecun_normal()
+  bias_init: Callable[..., jax.Array] = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """Applies the layer to x [..., H, W, Cin]."""
+    kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features), self.param_dtype)
+    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    y = type(self)._op(x, kernel, self.impl)
+    return y + bias if bias is not None else y
+
+
+class Conv4x4Stride2(_Conv4x4):
   """nn.Conv(features, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1))), computed fast.
 
   [..., H, W, Cin] -> [..., H//2, W//2, features]. Parameters `kernel`
@@ -271,25 +292,10 @@ class Conv4x4Stride2(nn.Module):
     kernel_init, bias_init: as in nn.Conv.
   """
 
-  features: int
-  impl: str = "fast"
-  use_bias: bool = True
-  dtype: Any = None
-  param_dtype: Any = jnp.float32
-  kernel_init: Callable[..., jax.Array] = nn.initializers.lecun_normal()
-  bias_init: Callable[..., jax.Array] = nn.initializers.zeros_init()
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """Applies the convolution to x [..., H, W, Cin]."""
-    kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features), self.param_dtype)
-    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = conv4x4_stride2(x, kernel, self.impl)
-    return y + bias if bias is not None else y
+  _op = staticmethod(conv4x4_stride2)
 
 
-class ConvTranspose4x4Stride2(nn.Module):
+class ConvTranspose4x4Stride2(_Conv4x4):
   """PyTorch's ConvTranspose2d(Cin, features, 4, stride=2, padding=1) in NHWC.
 
   [..., H, W, Cin] -> [..., 2H, 2W, features]. Parameters: `kernel`
@@ -310,19 +316,4 @@ class ConvTranspose4x4Stride2(nn.Module):
     kernel_init, bias_init: as in nn.ConvTranspose.
   """
 
-  features: int
-  impl: str = "fast"
-  use_bias: bool = True
-  dtype: Any = None
-  param_dtype: Any = jnp.float32
-  kernel_init: Callable[..., jax.Array] = nn.initializers.lecun_normal()
-  bias_init: Callable[..., jax.Array] = nn.initializers.zeros_init()
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """Applies the transposed convolution to x [..., H, W, Cin]."""
-    kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features), self.param_dtype)
-    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = conv_transpose4x4_stride2(x, kernel, self.impl)
-    return y + bias if bias is not None else y
+  _op = staticmethod(conv_transpose4x4_stride2)
