@@ -11,12 +11,14 @@ shape mixed in, inactive latents with mean ≈ 0 and σ ≈ 1, noise on every me
 Reports: the fast sampling MIG (Chen et al.) end to end; the brute-force reference on a
 slice of the same evaluation points, extrapolated linearly to S; their agreement on the
 same points (entropies and MIG computed from the same slice both ways); peak memory;
-the ELBO decomposition; the histogram MIG. The encoder pass is a TODO hook below.
+the ELBO decomposition; the histogram MIG; the encoder pass over the procedural grid
+(images/s, mlp and conv64) next to the PyTorch baseline's encoder forward pass.
 """
 
 from __future__ import annotations
 
 import argparse
+import pathlib
 import os
 import resource
 import time
@@ -67,16 +69,60 @@ def synthetic_posteriors(sizes=DSPRITES_SIZES, num_latents=10, seed=0, collapsed
   return mean, log_var
 
 
-def encoder_throughput(model=None, batch_size=256):
-  """TODO(encoder-pass): images/s of encoding the whole grid in factor-grid order.
+TORCH_REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "bench" / "torch_reference.py"
 
-  Another engineer adds this: build the conv64/mlp encoder from vae_jax.models, jit its
-  forward pass, stream the procedural dSprites grid in batches of `batch_size`, and
-  return images per second (so eval time = N / throughput + the metric times below).
-  Until then it returns None and the benchmark says so.
+
+def encoder_throughput(arch: str, num_images: int = 16_384, batch_size: int = 2048) -> float:
+  """images/s of vae_jax's grid encoding (rendering, jit-compiled sharded encoder, fetch).
+
+  Times `vae_jax.evaluation.encode.encode_dataset` on the first `num_images` grid
+  images after one warm-up batch, i.e. what the full-dataset evaluation pays per image.
   """
-  del model, batch_size
-  return None
+  import jax
+
+  from vae_jax import configlib, models, parallel
+  from vae_jax.data.dsprites import ProceduralDSprites
+  from vae_jax.evaluation import encode
+
+  config = configlib.base_config()
+  config.model.architecture = arch
+  dataset = ProceduralDSprites()
+  model = models.create_model(config.model, dataset.image_shape, "betatcvae")
+  x0 = jax.numpy.zeros((1, 64, 64, 1))
+  params = jax.vmap(lambda k: model.init(k, x0, k)["params"])(jax.random.split(jax.random.PRNGKey(0), 1))
+  mesh = parallel.create_mesh()
+  encode.encode_dataset(model, params, dataset, mesh, indices=np.arange(batch_size), batch_size=batch_size,
+                        progress=False)
+  t = time.perf_counter()
+  encode.encode_dataset(model, params, dataset, mesh, indices=np.arange(num_images), batch_size=batch_size,
+                        progress=False)
+  return num_images / (time.perf_counter() - t)
+
+
+def torch_encoder_throughput(arch: str, num_images: int = 16_384, batch_size: int = 2048) -> float | None:
+  """images/s of the PyTorch baseline's encoder forward pass (no_grad) on random binary images.
+
+  Uses ../shared/bench/torch_reference.py's networks; None when torch or the file is absent.
+  """
+  try:
+    import importlib.util
+
+    import torch
+  except ImportError:
+    return None
+  if not TORCH_REFERENCE.exists():
+    return None
+  spec = importlib.util.spec_from_file_location("torch_reference", TORCH_REFERENCE)
+  ref = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(ref)
+  net = ref.ConvVAE() if arch == "conv64" else ref.MlpVAE()
+  x = (torch.rand(batch_size, 1, 64, 64) > 0.9).float()
+  with torch.no_grad():
+    net.encode(x)
+    t = time.perf_counter()
+    for _ in range(num_images // batch_size):
+      net.encode(x)
+  return (num_images // batch_size) * batch_size / (time.perf_counter() - t)
 
 
 def _rss_mib():
@@ -183,9 +229,13 @@ def main():
   print(f"\nhistogram MIG (disentanglement_lib, 20 bins, all factors, {len(indices):,} means): "
         f"{hist['mig']:.4f} in {time.perf_counter() - t:.3f} s")
 
-  throughput = encoder_throughput()
-  print("encoder pass: " + ("TODO (benchmarks/evaluation.py: encoder_throughput)" if throughput is None
-                            else f"{throughput:,.0f} images/s → {n / throughput:.1f} s for the grid"))
+  for arch in ("mlp", "conv64"):
+    ours = encoder_throughput(arch)
+    theirs = torch_encoder_throughput(arch)
+    versus = f"; PyTorch baseline forward {theirs:,.0f} images/s (ratio {ours / theirs:.2f})" if theirs else \
+        "; PyTorch baseline: torch not installed"
+    print(f"encoder pass ({arch}, rendering + encoding + fetch, batches of 2048): {ours:,.0f} images/s → "
+          f"{n / ours:.0f} s for the grid{versus}")
   print(f"process max RSS at exit: {_rss_mib():.0f} MiB; load average {os.getloadavg()[0]:.1f}")
 
 
