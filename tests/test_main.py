@@ -68,8 +68,9 @@ def test_kill_9_then_rerun_resumes_exactly(tmp_path):
          "--config.data.prefetch=1"]
   proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   ckpt_dir = tmp_path / "killed" / "checkpoints"
-  deadline = time.time() + 240
-  while time.time() < deadline and not (ckpt_dir.exists() and any(d.isdigit() for d in os.listdir(ckpt_dir))):
+  for _ in range(4800):  # Poll for up to about 4 minutes.
+    if ckpt_dir.exists() and any(d.isdigit() for d in os.listdir(ckpt_dir)):
+      break
     time.sleep(0.05)
   proc.send_signal(signal.SIGKILL)  # Mid-run: after the first checkpoint started, before the end.
   proc.wait()
