@@ -67,9 +67,7 @@ def worker_jax(arch: str, batch: int, steps: int, conv_impl: str) -> dict:
   model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
   mesh = parallel.create_mesh()
   state = jax.device_put(train.create_ensemble_state(config, model, dataset.image_shape), parallel.replicated(mesh))
-  step_fn = jax.jit(train.ensemble_step_fn(train.make_objective_fn(config, len(dataset))),
-                    in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
-                    out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)), donate_argnums=(0,))
+  step_fn = train.jit_ensemble_step(config, len(dataset), mesh)  # Exactly the step train_and_evaluate runs.
   images = dataset.images(np.random.default_rng(0).choice(len(dataset), batch, replace=False))
   x = parallel.global_batch(images[None], mesh)
   t = time.perf_counter()

@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vae_jax import configlib, evaluate, losses, models, visualize
+from vae_jax import configlib, evaluate, losses, models, parallel, visualize
 from vae_jax.data import holdout as holdout_lib
 from vae_jax.data.grid import index_to_factors
 from vae_jax.evaluation import encode as encode_lib
@@ -78,7 +78,7 @@ def make_score_fn(model: models.VAE, likelihood: str, num_importance: int):
     mean, log_var = model.apply({"params": params}, x, method=model.encode)
     return losses.gaussian_kl(mean, log_var)
 
-  kl_members = jax.jit(jax.vmap(kl_fn, in_axes=(0, None)))
+  kl_members = jax.jit(parallel.vmap_members(kl_fn, in_axes=(0, None)))
 
   def scores(params, x, keys):
     ll = likelihood_fn(params, x, keys)

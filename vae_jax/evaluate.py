@@ -78,7 +78,7 @@ def make_likelihood_fn(model: models.VAE, likelihood: str, num_importance: int):
         log_px_iw=jax.nn.logsumexp(log_w, 0) - jnp.log(num_importance),
     )
 
-  return jax.jit(jax.vmap(one_member, in_axes=(0, None, 0)))
+  return jax.jit(parallel.vmap_members(one_member, in_axes=(0, None, 0)))
 
 
 def evaluate_ensemble(

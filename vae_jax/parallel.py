@@ -8,6 +8,8 @@ every process calls `initialize()` first and feeds only its own slice of the bat
 
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 import jax
 import numpy as np
 from absl import logging
@@ -25,6 +27,28 @@ def initialize(multi_host: bool) -> None:
       jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
       jax.devices()[0].platform,
   )
+
+
+def vmap_members(fn: Callable, in_axes: int | None | Sequence[int | None] = 0) -> Callable:
+  """`jax.vmap(fn, in_axes)` over the ensemble axis, which calls `fn` unbatched for one member.
+
+  Arguments with in_axis 0 carry a leading ensemble axis [S, ...] (None: shared by
+  every member); outputs get one too. With S == 1 the arguments are squeezed and
+  `fn` runs as a single model, because XLA:CPU turns every matrix product under
+  vmap into a batched product, which runs far slower than the plain one: 1.8× the
+  time of the MLP train step at batch 256, and 1.2× for conv64.
+  """
+  batched = jax.vmap(fn, in_axes=in_axes)
+
+  def call(*args):
+    axes = tuple(in_axes) if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
+    sizes = {leaf.shape[0] for arg, axis in zip(args, axes) if axis == 0 for leaf in jax.tree.leaves(arg)}
+    if sizes != {1}:
+      return batched(*args)
+    squeezed = [jax.tree.map(lambda a: a[0], arg) if axis == 0 else arg for arg, axis in zip(args, axes)]
+    return jax.tree.map(lambda a: a[None], fn(*squeezed))
+
+  return call
 
 
 def create_mesh(num_devices: int | None = None) -> Mesh:

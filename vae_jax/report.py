@@ -2,8 +2,8 @@
 
     python -m vae_jax.report RUN_DIR [RUN_DIR ...] [--out=DIR]
 
-Each RUN_DIR is a workdir with a metrics.json (or a folder of such workdirs, one level
-down). Every ensemble member is one model; members are grouped by (objective, β) (and
+Each RUN_DIR is a workdir with a metrics.json, a folder with a results.json (as
+vae_jax.sweep writes them), or a folder of either, one level down. Every ensemble member is one model; members are grouped by (objective, β) (and
 by dataset and architecture when the runs mix them). Writes
 
     OUT/mig_distribution.png   one panel per MIG convention (Chen et al.'s sampling
@@ -57,15 +57,22 @@ class Model:
   mig: dict  # convention key -> {"value", "estimator", "factors", "images"}
 
 
+# A run's record: metrics.json in its workdir, or results.json where vae_jax.sweep copied it.
+RECORD_NAMES = ("metrics.json", "results.json")
+
+
+def _record(folder: str) -> str | None:
+  return next((p for p in (os.path.join(folder, n) for n in RECORD_NAMES) if os.path.isfile(p)), None)
+
+
 def find_metrics(run_dir: str) -> list[str]:
-  """metrics.json files of run_dir itself or, if it has none, of its direct subfolders."""
-  own = os.path.join(run_dir, "metrics.json")
-  if os.path.isfile(own):
+  """The run record (metrics.json or results.json) of run_dir itself or, if it has none, of its direct subfolders."""
+  own = _record(run_dir)
+  if own:
     return [own]
   if not os.path.isdir(run_dir):
     return []
-  return sorted(p for p in (os.path.join(run_dir, d, "metrics.json") for d in os.listdir(run_dir))
-                if os.path.isfile(p))
+  return sorted(filter(None, (_record(os.path.join(run_dir, d)) for d in os.listdir(run_dir))))
 
 
 def load_models(run_dirs: Sequence[str]) -> tuple[list[Model], list[str]]:
@@ -74,7 +81,7 @@ def load_models(run_dirs: Sequence[str]) -> tuple[list[Model], list[str]]:
   for run_dir in run_dirs:
     paths = find_metrics(run_dir)
     if not paths:
-      why = "does not exist" if not os.path.exists(run_dir) else "has no metrics.json (nor do its subfolders)"
+      why = "does not exist" if not os.path.exists(run_dir) else "has no metrics.json or results.json (nor do its subfolders)"
       problems.append(f"{run_dir}: {why}; train it (python -m vae_jax.main --mode=train ...) or evaluate its "
                       "checkpoint (--mode=evaluate) first.")
       continue

@@ -105,9 +105,24 @@ def ensemble_step_fn(objective_fn: Callable[..., tuple[jax.Array, Metrics]]):
 
   def ensemble_step(state: TrainState, batch: jax.Array) -> tuple[TrainState, Metrics]:
     rngs = jax.vmap(jax.random.fold_in)(state.rng, state.step)
-    return jax.vmap(step)(state, batch, rngs)
+    return parallel.vmap_members(step)(state, batch, rngs)
 
   return ensemble_step
+
+
+def jit_ensemble_step(config: ml_collections.ConfigDict, dataset_size: int, mesh: jax.sharding.Mesh):
+  """The jitted ensemble step for `config`: state replicated, batch [S, B, ...] split over the mesh.
+
+  The state is donated on accelerators, where its memory matters. On CPU it is not:
+  XLA:CPU then copies every parameter and Adam moment before updating it in place,
+  which cost 35% of the MLP step at batch 64 (1,130 → 720 images/s).
+  """
+  return jax.jit(
+      ensemble_step_fn(make_objective_fn(config, dataset_size)),
+      in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
+      out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
+      donate_argnums=() if jax.default_backend() == "cpu" else (0,),
+  )
 
 
 def make_objective_fn(config: ml_collections.ConfigDict, dataset_size: int):
@@ -193,12 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   num_steps = config.num_train_steps
   logging.info("Training %d member(s) from step %d to %d.", config.ensemble.num_members, start_step, num_steps)
 
-  step_fn = jax.jit(
-      ensemble_step_fn(make_objective_fn(config, len(train_data))),
-      in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
-      out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
-      donate_argnums=(0,),
-  )
+  step_fn = jit_ensemble_step(config, len(train_data), mesh)
   seeds = [config.seed + m for m in range(config.ensemble.num_members)]
   stream = data_pipeline.train_stream(
       train_data, seeds, config.batch_size, start_step, num_steps,
@@ -260,7 +270,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   writer.flush()
   payload = results_payload(config, dataset, num_steps, results)
   payload["train"] = {k: np.asarray(v).tolist() for k, v in jax.device_get(last_metrics or {}).items()}
-  payload["train_seconds"] = elapsed
+  payload["train_seconds"] = elapsed  # Of this invocation, which started at step resumed_from_step.
+  payload["resumed_from_step"] = start_step
   if is_chief:
     evaluate.write_metrics_json(workdir, payload)
   for m, r in enumerate(results):

@@ -24,7 +24,7 @@ def make_encode_fn(model, mesh) -> Callable:
   """jit((params [S, ...], x [B, H, W, C]) -> (mean, log_var) [S, B, K]) over the mesh."""
 
   def encode(params, x):
-    return jax.vmap(lambda p: model.apply({"params": p}, x, method=model.encode))(params)
+    return parallel.vmap_members(lambda p: model.apply({"params": p}, x, method=model.encode))(params)
 
   return jax.jit(
       encode,

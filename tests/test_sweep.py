@@ -1,0 +1,101 @@
+"""Sweeps: reading sweep files, the Figure 5 protocols, running, skipping and resuming runs."""
+
+import json
+import os
+import textwrap
+
+import pytest
+
+from conftest import REPO
+from vae_jax import configlib, report, sweep
+
+FIGURE5 = str(REPO / "experiments" / "figure5_dsprites" / "sweep.py")
+
+
+def test_load_sweep_errors_say_what_to_fix(tmp_path):
+  with pytest.raises(sweep.SweepError, match="does not exist"):
+    sweep.load_sweep(str(tmp_path / "nope.py"), "cpu")
+  with pytest.raises(sweep.SweepError, match="no protocol 'gpu'.*'cpu', 'accelerator', 'test'"):
+    sweep.load_sweep(FIGURE5, "gpu")
+  bare = tmp_path / "bare.py"
+  bare.write_text("X = 1\n")
+  with pytest.raises(sweep.SweepError, match="must define PROTOCOLS and get_sweep"):
+    sweep.load_sweep(str(bare), "cpu")
+  bad = tmp_path / "bad.py"
+  bad.write_text(textwrap.dedent("""
+      from vae_jax.configlib import base_config
+      PROTOCOLS = ("p",)
+      def get_sweep(protocol):
+        c = base_config()
+        c.ensemble.num_members = 2
+        c.ensemble.betas = (1.0, 2.0, 3.0)
+        return {"r": c}
+  """))
+  with pytest.raises(sweep.SweepError, match="run 'r'.*betas"):
+    sweep.load_sweep(str(bad), "p")
+
+
+def _members(config):
+  return list(zip(range(config.seed, config.seed + config.ensemble.num_members), configlib.member_betas(config)))
+
+
+def test_figure5_cpu_protocol_is_the_issue_s_study():
+  runs = sweep.load_sweep(FIGURE5, "cpu")
+  assert list(runs) == ["vae", "betavae", "betatcvae"]
+  assert _members(runs["vae"]) == [(0, 1.0), (1, 1.0), (2, 1.0)]
+  for name in ("betavae", "betatcvae"):
+    betas = [b for _, b in _members(runs[name])]
+    assert sorted(set(betas)) == [4.0, 8.0] and all(betas.count(b) >= 3 for b in set(betas))
+  for config in runs.values():
+    assert config.model.architecture == "mlp" and config.data.name == "dsprites_procedural"
+    assert config.eval.final == "full" and config.loss.estimator == "mws"
+  # The same number of images for every model.
+  assert len({c.num_train_steps * c.batch_size for c in runs.values()}) == 1
+  assert runs["betatcvae"].loss.objective == "betatcvae" and runs["betavae"].loss.objective == "betavae"
+
+
+def test_figure5_accelerator_protocol_needs_no_tensorflow():
+  runs = sweep.load_sweep(FIGURE5, "accelerator")
+  for name in ("betavae", "betatcvae"):
+    config = runs[name]
+    betas = [b for _, b in _members(config)]
+    assert sorted(set(betas)) == [1.0, 2.0, 4.0, 6.0, 8.0, 10.0] and all(betas.count(b) == 5 for b in set(betas))
+  for config in runs.values():
+    assert config.model.architecture == "conv64" and config.data.pipeline == "numpy"
+
+
+def test_run_sweep_writes_records_skips_done_runs_and_feeds_the_report(tmp_path, monkeypatch):
+  runs = sweep.load_sweep(FIGURE5, "test")
+  workdir, results = str(tmp_path / "runs"), str(tmp_path / "results")
+
+  paths = sweep.run_sweep(runs, workdir, results, only=["vae"])
+  assert [os.path.basename(os.path.dirname(p)) for p in paths] == ["vae"]
+  with open(paths[0]) as f:
+    record = json.load(f)
+  assert record["run"] == "vae" and record["objective"] == "vae"
+  assert record["images_per_member"] == runs["vae"].num_train_steps * runs["vae"].batch_size
+  assert record["wall_seconds"] > 0 and record["machine"]["cpu_cores"] >= 1 and record["machine"]["backend"] == "cpu"
+  assert record["config"]["loss"]["objective"] == "vae" and record["config"]["ensemble"]["num_members"] == 2
+  assert [(m["seed"], m["beta"]) for m in record["members"]] == [(0, 1.0), (1, 1.0)]
+  for m in record["members"]:
+    assert 0 <= m["mig"]["value"] <= 1 and 0 <= m["mig_histogram"]["value"] <= 1
+    assert {"index_code_mi", "total_correlation", "dimwise_kl"} <= set(m["elbo_decomposition"])
+
+  # A second start must not train "vae" again: only the two missing runs are trained.
+  from vae_jax import train
+
+  trained = []
+  real = train.train_and_evaluate
+  monkeypatch.setattr(train, "train_and_evaluate", lambda c, w: trained.append(os.path.basename(w)) or real(c, w))
+  paths = sweep.run_sweep(runs, workdir, results)
+  assert trained == ["betavae", "betatcvae"] and all(os.path.isfile(p) for p in paths)
+
+  out = report.write_report([results], str(tmp_path / "report"))
+  labels = report.group_labels(list(out["groups"]))
+  assert labels == ["VAE β=1", "β-VAE β=4", "β-TCVAE (MWS) β=4"]
+  assert [len(v) for v in out["groups"].values()] == [2, 2, 2]
+
+
+def test_only_names_unknown_runs():
+  with pytest.raises(sweep.SweepError, match="unknown runs \\['nope'\\]"):
+    sweep.run_sweep(sweep.load_sweep(FIGURE5, "test"), "/tmp/unused", "/tmp/unused", only=["nope"])
