@@ -22,7 +22,7 @@ def test_subgrid_indices_match_a_direct_enumeration():
 
 def test_encode_dataset_is_in_grid_order_for_every_member():
   dataset = ProceduralDSprites()
-  config = ml_collections.ConfigDict(dict(architecture="mlp", latent_dim=3, conv_impl="fast", mlp_width=16))
+  config = ml_collections.ConfigDict(dict(architecture="mlp", latent_dim=3, conv_impl="fast", mlp_width=16, init="pytorch"))
   model = models.create_model(config, dataset.image_shape, "vae")
   x0 = jnp.zeros((1, 64, 64, 1))
   params = jax.vmap(lambda k: model.init(k, x0, k)["params"])(jax.random.split(jax.random.PRNGKey(0), 2))

@@ -34,7 +34,7 @@ def test_subgrid_strides_thin_the_largest_factors():
 
 
 def test_importance_weighted_bound_is_above_the_elbo():
-  config = ml_collections.ConfigDict(dict(architecture="mlp", latent_dim=4, conv_impl="fast", mlp_width=32))
+  config = ml_collections.ConfigDict(dict(architecture="mlp", latent_dim=4, conv_impl="fast", mlp_width=32, init="pytorch"))
   model = models.create_model(config, (64, 64, 1), "vae")
   x = jnp.asarray(ProceduralDSprites().images(np.arange(0, 737280, 73728)))
   params = jax.vmap(lambda k: model.init(k, x[:1], k)["params"])(jax.random.split(jax.random.PRNGKey(0), 1))

@@ -6,12 +6,12 @@ import ml_collections
 import numpy as np
 import pytest
 
-from vae_jax import models
+from vae_jax import configlib, models
 
 
-def model_config(arch, latent_dim=10, conv_impl="fast", mlp_width=1200):
+def model_config(arch, latent_dim=10, conv_impl="fast", mlp_width=1200, init="pytorch"):
   return ml_collections.ConfigDict(dict(architecture=arch, latent_dim=latent_dim, conv_impl=conv_impl,
-                                        mlp_width=mlp_width))
+                                        mlp_width=mlp_width, init=init))
 
 
 def count(params):
@@ -85,3 +85,38 @@ def test_unusable_settings_are_clear_errors():
     models.create_model(model_config("conv64"), (32, 32, 1), "vae")
   with pytest.raises(ValueError, match="architecture"):
     models.create_model(model_config("resnet"), (64, 64, 1), "vae")
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv64"])
+def test_pytorch_init_is_uniform_over_plus_minus_one_over_root_fan_in(architecture, test_config):
+  test_config.model.architecture = architecture
+  test_config.model.mlp_width = 256
+  params = {}
+  for init in ("pytorch", "lecun"):
+    test_config.model.init = init
+    model = models.create_model(test_config.model, (64, 64, 1), "betatcvae")
+    key = jax.random.PRNGKey(0)
+    params[init] = model.init(key, jnp.zeros((1, 64, 64, 1)), key)["params"]
+  layers_checked = 0
+  for path, kernel in jax.tree_util.tree_flatten_with_path(params["pytorch"])[0]:
+    if path[-1].key != "kernel":
+      continue
+    fan_in = int(np.prod(kernel.shape[:-1]))
+    bound = fan_in**-0.5
+    bias = params["pytorch"]
+    for p in path[:-1]:
+      bias = bias[p.key]
+    assert np.abs(kernel).max() <= bound and np.abs(bias["bias"]).max() <= bound
+    if kernel.size >= 4096:  # Enough entries for the moments.
+      np.testing.assert_allclose(np.std(kernel), bound / np.sqrt(3), rtol=0.1)
+      np.testing.assert_allclose(np.abs(kernel).max(), bound, rtol=0.05)
+    layers_checked += 1
+  assert layers_checked >= 5
+  lecun_biases = [b for p, b in jax.tree_util.tree_flatten_with_path(params["lecun"])[0] if p[-1].key == "bias"]
+  assert all(np.all(np.asarray(b) == 0) for b in lecun_biases)
+
+
+def test_unknown_init_is_rejected(test_config):
+  test_config.model.init = "xavier"
+  with pytest.raises(ValueError, match="model.init='xavier'; use one of \\('pytorch', 'lecun'\\)"):
+    configlib.validate_config(test_config)

@@ -30,7 +30,7 @@ def test_traversal_codes_vary_only_the_chosen_latent():
 
 @pytest.fixture(scope="module")
 def small_model():
-  model_config = ml_collections.ConfigDict(dict(architecture="mlp", latent_dim=4, conv_impl="fast", mlp_width=64))
+  model_config = ml_collections.ConfigDict(dict(architecture="mlp", latent_dim=4, conv_impl="fast", mlp_width=64, init="pytorch"))
   model = models.create_model(model_config, (64, 64, 1), "betatcvae")
   params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 1)), jax.random.PRNGKey(1))["params"]
   return model, params

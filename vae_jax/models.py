@@ -21,6 +21,28 @@ from vae_jax import layers
 from vae_jax import losses
 
 ARCHITECTURES = ("conv64", "mlp")
+INITS = ("pytorch", "lecun")
+
+
+def _uniform(bound: float):
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+def layer_initializers(init: str, fan_in: int) -> dict:
+  """kernel_init and bias_init of a layer with `fan_in` inputs per output.
+
+  "pytorch": PyTorch's default for Linear and Conv2d, U(±1/√fan_in) for weights and
+  biases, as in Chen et al.'s reference code and ../shared/bench/torch_reference.py.
+  "lecun": Flax's default, truncated normal with variance 1/fan_in and zero biases.
+  """
+  if init == "pytorch":
+    return dict(kernel_init=_uniform(fan_in**-0.5), bias_init=_uniform(fan_in**-0.5))
+  if init == "lecun":
+    return dict(kernel_init=nn.initializers.lecun_normal(), bias_init=nn.initializers.zeros_init())
+  raise ValueError(f"Unknown model.init {init!r}; use one of {INITS}.")
 
 
 class Conv64Encoder(nn.Module):
@@ -30,15 +52,17 @@ class Conv64Encoder(nn.Module):
   channels: Sequence[int] = (32, 32, 64, 64)
   hidden: int = 256
   conv_impl: str = "fast"
+  init: str = "pytorch"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     h = x
     for features in self.channels:
-      h = nn.relu(layers.Conv4x4Stride2(features, impl=self.conv_impl)(h))
+      h = nn.relu(layers.Conv4x4Stride2(features, impl=self.conv_impl,
+                                        **layer_initializers(self.init, 16 * h.shape[-1]))(h))
     h = h.reshape(h.shape[0], -1)
-    h = nn.relu(nn.Dense(self.hidden)(h))
-    out = nn.Dense(2 * self.latent_dim)(h)
+    h = nn.relu(nn.Dense(self.hidden, **layer_initializers(self.init, h.shape[-1]))(h))
+    out = nn.Dense(2 * self.latent_dim, **layer_initializers(self.init, h.shape[-1]))(h)
     return out[:, : self.latent_dim], out[:, self.latent_dim :]
 
 
@@ -49,15 +73,21 @@ class Conv64Decoder(nn.Module):
   channels: Sequence[int] = (64, 32, 32)
   hidden: int = 256
   conv_impl: str = "fast"
+  init: str = "pytorch"
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
-    h = nn.relu(nn.Dense(self.hidden)(z))
-    h = nn.relu(nn.Dense(4 * 4 * 64)(h))
+    h = nn.relu(nn.Dense(self.hidden, **layer_initializers(self.init, z.shape[-1]))(z))
+    h = nn.relu(nn.Dense(4 * 4 * 64, **layer_initializers(self.init, h.shape[-1]))(h))
     h = h.reshape(h.shape[0], 4, 4, 64)
     for features in self.channels:
-      h = nn.relu(layers.ConvTranspose4x4Stride2(features, impl=self.conv_impl)(h))
-    return layers.ConvTranspose4x4Stride2(self.out_channels, impl=self.conv_impl)(h)
+      h = nn.relu(self._up(features, h))
+    return self._up(self.out_channels, h)
+
+  def _up(self, features: int, h: jax.Array) -> jax.Array:
+    conv = layers.ConvTranspose4x4Stride2(features, impl=self.conv_impl,
+                                          **layer_initializers(self.init, 16 * h.shape[-1]))
+    return conv(h)
 
 
 class MLPEncoder(nn.Module):
@@ -65,13 +95,14 @@ class MLPEncoder(nn.Module):
 
   latent_dim: int
   hidden: Sequence[int] = (1200, 1200)
+  init: str = "pytorch"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     h = x.reshape(x.shape[0], -1)
     for width in self.hidden:
-      h = nn.relu(nn.Dense(width)(h))
-    out = nn.Dense(2 * self.latent_dim)(h)
+      h = nn.relu(nn.Dense(width, **layer_initializers(self.init, h.shape[-1]))(h))
+    out = nn.Dense(2 * self.latent_dim, **layer_initializers(self.init, h.shape[-1]))(h)
     return out[:, : self.latent_dim], out[:, self.latent_dim :]
 
 
@@ -80,13 +111,15 @@ class MLPDecoder(nn.Module):
 
   image_shape: tuple[int, int, int]
   hidden: Sequence[int] = (1200, 1200, 1200)
+  init: str = "pytorch"
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
     h = z
     for width in self.hidden:
-      h = jnp.tanh(nn.Dense(width)(h))
-    h = nn.Dense(self.image_shape[0] * self.image_shape[1] * self.image_shape[2])(h)
+      h = jnp.tanh(nn.Dense(width, **layer_initializers(self.init, h.shape[-1]))(h))
+    out_size = self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
+    h = nn.Dense(out_size, **layer_initializers(self.init, h.shape[-1]))(h)
     return h.reshape(z.shape[0], *self.image_shape)
 
 
@@ -120,17 +153,17 @@ class VAE(nn.Module):
 
 
 def create_model(model_config: ml_collections.ConfigDict, image_shape: tuple[int, int, int], objective: str) -> VAE:
-  """The VAE for `model_config` (architecture, latent_dim, conv_impl, mlp_width) and image shape."""
+  """The VAE for `model_config` (architecture, latent_dim, conv_impl, mlp_width, init) and image shape."""
   arch = model_config.architecture
   if arch == "conv64":
     if tuple(image_shape[:2]) != (64, 64):
       raise ValueError(f"conv64 needs 64×64 images, got {image_shape}; use model.architecture='mlp'.")
-    encoder = Conv64Encoder(model_config.latent_dim, conv_impl=model_config.conv_impl)
-    decoder = Conv64Decoder(image_shape[2], conv_impl=model_config.conv_impl)
+    encoder = Conv64Encoder(model_config.latent_dim, conv_impl=model_config.conv_impl, init=model_config.init)
+    decoder = Conv64Decoder(image_shape[2], conv_impl=model_config.conv_impl, init=model_config.init)
   elif arch == "mlp":
     width = model_config.mlp_width
-    encoder = MLPEncoder(model_config.latent_dim, hidden=(width, width))
-    decoder = MLPDecoder(tuple(image_shape), hidden=(width, width, width))
+    encoder = MLPEncoder(model_config.latent_dim, hidden=(width, width), init=model_config.init)
+    decoder = MLPDecoder(tuple(image_shape), hidden=(width, width, width), init=model_config.init)
   else:
     raise ValueError(f"Unknown model.architecture {arch!r}; use one of {ARCHITECTURES}.")
   return VAE(encoder=encoder, decoder=decoder, deterministic=objective == "ae")
