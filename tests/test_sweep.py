@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -99,3 +101,19 @@ def test_run_sweep_writes_records_skips_done_runs_and_feeds_the_report(tmp_path,
 def test_only_names_unknown_runs():
   with pytest.raises(sweep.SweepError, match="unknown runs \\['nope'\\]"):
     sweep.run_sweep(sweep.load_sweep(FIGURE5, "test"), "/tmp/unused", "/tmp/unused", only=["nope"])
+
+
+def test_a_sweep_runs_where_tensorflow_is_not_installed(tmp_path):
+  # The accelerator protocol must run on a machine with JAX only: no TensorFlow import anywhere.
+  code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['tensorflow_datasets'] = None\n"
+          "from absl import app\nfrom vae_jax import sweep\napp.run(sweep.main)")
+  results = tmp_path / "results"
+  proc = subprocess.run(
+      [sys.executable, "-c", code, f"--sweep={FIGURE5}", "--protocol=test", f"--workdir={tmp_path / 'runs'}",
+       f"--results={results}", "--only=betatcvae"],
+      cwd=REPO, env={**os.environ, "XLA_FLAGS": ""}, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert (results / "betatcvae" / "results.json").is_file()
+  with open(tmp_path / "runs" / "betatcvae" / "metrics.jsonl") as f:
+    steps = [json.loads(line).get("step") for line in f]
+  assert 4 in steps  # The last training step's metrics were written.

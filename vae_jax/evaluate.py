@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vae_jax import checkpoints, losses, models, parallel
+from vae_jax import checkpoints, losses, models, parallel, writers
 from vae_jax import evaluation
 from vae_jax.data import get_dataset
 from vae_jax.data.grid import FactorDataset, index_to_factors
@@ -200,7 +200,6 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict[st
 
   Evaluates the whole dataset, or the sub-grid if eval.final == "subset".
   """
-  from clu import metric_writers
   from vae_jax import train  # The state structure and its construction live with training.
 
   dataset = get_dataset(config.data)
@@ -220,7 +219,7 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict[st
   scalars = summary_scalars(results, "eval_full" if full else "eval_subset")
   if jax.process_index() == 0:
     write_metrics_json(workdir, payload)
-    writer = metric_writers.create_default_writer(workdir)
+    writer = writers.create_writer(workdir)
     writer.write_scalars(step, scalars)
     writer.close()
   logging.info("Evaluated step %d: %s", step, scalars)

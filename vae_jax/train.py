@@ -21,10 +21,9 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
-from clu import metric_writers, periodic_actions
 from flax.training import train_state
 
-from vae_jax import checkpoints, configlib, evaluate, losses, models, parallel
+from vae_jax import checkpoints, configlib, evaluate, losses, models, parallel, writers
 from vae_jax.data import get_dataset, holdout
 from vae_jax.data import pipeline as data_pipeline
 
@@ -216,17 +215,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       process_index=jax.process_index(), process_count=jax.process_count(),
   )
 
-  writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief, asynchronous=True)
+  writer = writers.create_writer(workdir, just_logging=not is_chief, asynchronous=True)
   if start_step == 0:
     writer.write_hparams(member_scalars({"beta": np.asarray(configlib.member_betas(config))}) | {
         "batch_size": config.batch_size, "latent_dim": config.model.latent_dim,
         "num_members": config.ensemble.num_members})
-  progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer, every_steps=config.log_every_steps)
+  progress = writers.report_progress(num_steps, writer, config.log_every_steps)
   pending = None  # (step, metrics) logged one step late so the host never waits on the device.
   last_metrics = None
   wait_time, t_start = 0.0, time.time()
   try:
-    with metric_writers.ensure_flushes(writer):
+    with writers.ensure_flushes(writer):
       for step in range(start_step + 1, num_steps + 1):
         t0 = time.perf_counter()
         batch = parallel.global_batch(next(stream), mesh)

@@ -45,7 +45,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from vae_jax import checkpoints, evaluate, evaluation, models, parallel
+from vae_jax import checkpoints, evaluate, evaluation, models, parallel, writers
 from vae_jax.data import get_dataset, holdout as holdout_lib
 from vae_jax.data.grid import FactorDataset, factors_to_index, index_to_factors
 from vae_jax.evaluation import encode as encode_lib
@@ -698,11 +698,9 @@ def _write_tensorboard(paths: Mapping[str, str], workdir: str, step: int, member
   """Writes every PNG in `paths` as a TensorBoard image figures/<name>[/member_m]."""
   if jax.process_index() != 0:
     return
-  from clu import metric_writers
-
   own = writer is None
   if own:
-    writer = metric_writers.create_default_writer(workdir)
+    writer = writers.create_writer(workdir)
   suffix = f"/member_{member}" if member is not None else ""
   images = {f"figures/{name}{suffix}": np.asarray(Image.open(path).convert("RGB"))[None]
             for name, path in paths.items() if path.endswith(".png")}
@@ -760,11 +758,9 @@ def visualize_workdir(config: ml_collections.ConfigDict, workdir: str, *, member
 
   Returns {member: {figure name: path}}. `restored` (restore_workdir's result) saves restoring again.
   """
-  from clu import metric_writers
-
   restored = restored if restored is not None else restore_workdir(config, workdir)
   members = range(num_members(restored.params)) if members is None else members
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() != 0)
+  writer = writers.create_writer(workdir, just_logging=jax.process_index() != 0)
   out = {}
   try:
     for m in members:
