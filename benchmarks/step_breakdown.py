@@ -1,0 +1,139 @@
+"""Where a train step's time goes on this machine, and what the step's set-up choices cost.
+
+    python benchmarks/step_breakdown.py [--arch mlp] [--batch 256] [--repeats 10]
+
+Prints milliseconds per call (best of 3 timings of `--repeats` calls) for:
+  * the ensemble step of one member as train.jit_ensemble_step builds it (no vmap for
+    one member, no donation on CPU), against plain `jax.vmap` and against donating
+    the state;
+  * the vmapped step of 3 members against an unrolled loop over them;
+  * the pieces of one model's step: network forward, forward + backward, the loss
+    alone, the Adam update;
+  * an elementwise pass reading 4 and writing 3 parameter-sized arrays (Adam's memory
+    traffic), and float32 / bfloat16 2048² matrix products (GFLOP/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vae_jax import configlib, models, parallel, train
+from vae_jax.data.dsprites import ProceduralDSprites
+
+
+def best_ms(fn, *args, repeats: int) -> float:
+  """Milliseconds per call of jitted `fn`, best of 3 timings of `repeats` calls."""
+  out = fn(*args)
+  jax.block_until_ready(out)
+  best = float("inf")
+  for _ in range(3):
+    t = time.perf_counter()
+    for _ in range(repeats):
+      out = fn(*args)
+    jax.block_until_ready(out)
+    best = min(best, (time.perf_counter() - t) / repeats)
+  return 1e3 * best
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--arch", default="mlp", choices=models.ARCHITECTURES)
+  parser.add_argument("--batch", type=int, default=256)
+  parser.add_argument("--repeats", type=int, default=10)
+  a = parser.parse_args()
+  r = a.repeats
+
+  config = configlib.base_config()
+  config.model.architecture = a.arch
+  config.batch_size = a.batch
+  dataset = ProceduralDSprites()
+  model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
+  mesh = parallel.create_mesh()
+  objective = train.make_objective_fn(config, len(dataset))
+  images = dataset.images(np.random.default_rng(0).choice(len(dataset), 3 * a.batch, replace=False))
+  print(f"{a.arch}, batch {a.batch}, β-TCVAE (MWS), {jax.device_count()} {jax.default_backend()} device(s)")
+
+  def row(name: str, ms: float, images_per_call: int | None = None) -> None:
+    rate = f"{images_per_call / ms * 1e3:8.0f} img/s" if images_per_call else ""
+    print(f"  {name:58s} {ms:8.1f} ms {rate}", flush=True)
+
+  def state_of(num_members: int):
+    config.ensemble.num_members = num_members
+    return jax.device_put(train.create_ensemble_state(config, model, dataset.image_shape), parallel.replicated(mesh))
+
+  x1 = parallel.global_batch(images[None, :a.batch], mesh)
+  shardings = dict(in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
+                   out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)))
+  step = functools.partial(train.train_step, objective_fn=objective)
+
+  def vmapped(state, batch):
+    return jax.vmap(step)(state, batch, jax.vmap(jax.random.fold_in)(state.rng, state.step))
+
+  print("One member:")
+  row("train.jit_ensemble_step (no vmap, no donation on CPU)",
+      best_ms(train.jit_ensemble_step(config, len(dataset), mesh), state_of(1), x1, repeats=r), a.batch)
+  row("the same step under jax.vmap", best_ms(jax.jit(vmapped, **shardings), state_of(1), x1, repeats=r), a.batch)
+  donated = jax.jit(train.ensemble_step_fn(objective), donate_argnums=(0,), **shardings)
+  holder = [state_of(1)]
+
+  def donated_step(batch):  # A donated state is consumed, so each call feeds the next.
+    holder[0], metrics = donated(holder[0], batch)
+    return metrics
+
+  row("the same step, state donated", best_ms(donated_step, x1, repeats=r), a.batch)
+
+  print("Three members:")
+  x3 = parallel.global_batch(images.reshape(3, a.batch, *images.shape[1:]), mesh)
+
+  def unrolled(state, batch):
+    rngs = jax.vmap(jax.random.fold_in)(state.rng, state.step)
+    outs = [step(jax.tree.map(lambda v: v[m], state), batch[m], rngs[m]) for m in range(3)]
+    return jax.tree.map(lambda *v: jnp.stack(v), *outs)
+
+  row("vmapped step", best_ms(jax.jit(vmapped, **shardings), state_of(3), x3, repeats=r), 3 * a.batch)
+  row("unrolled loop over members", best_ms(jax.jit(unrolled, **shardings), state_of(3), x3, repeats=r), 3 * a.batch)
+
+  print("Pieces of one model's step:")
+  key = jax.random.PRNGKey(0)
+  params = model.init(key, jnp.zeros((1, *dataset.image_shape)), key)["params"]
+  x = jnp.asarray(images[:a.batch])
+  hp = dict(alpha=1.0, beta=6.0, gamma=1.0)
+
+  def loss(p, x, k):
+    return objective(model.apply({"params": p}, x, k), x, **hp)[0]
+
+  outputs = jax.jit(lambda p, x, k: model.apply({"params": p}, x, k))(params, x, key)
+  tx = optax.adam(1e-3)
+  opt_state = tx.init(params)
+
+  def adam(p, g, o):
+    updates, o = tx.update(g, o, p)
+    return optax.apply_updates(p, updates), o
+
+  row("network forward", best_ms(jax.jit(lambda p, x, k: model.apply({"params": p}, x, k)["decoded"]),
+                                 params, x, key, repeats=r))
+  row("forward + backward (with the loss)", best_ms(jax.jit(jax.grad(loss)), params, x, key, repeats=r))
+  row("loss alone, forward + backward",
+      best_ms(jax.jit(jax.grad(lambda o, x: objective(o, x, **hp)[0])), outputs, x, repeats=r))
+  row("Adam update (optax)", best_ms(jax.jit(adam), params, params, opt_state, repeats=r))
+  n = sum(v.size for v in jax.tree.leaves(params))
+  row(f"elementwise pass, 4 reads + 3 writes of {n / 1e6:.1f}M floats",
+      best_ms(jax.jit(lambda p, g, m, v: jax.tree.map(lambda a, b, c, d: (a + b + c + d, c * 0.9 + b, d + b * b),
+                                                      p, g, m, v)), params, params, params, params, repeats=r))
+
+  print("Matrix products, 2048²:")
+  for dtype in (jnp.float32, jnp.bfloat16):
+    m = jax.random.normal(key, (2048, 2048)).astype(dtype)
+    ms = best_ms(jax.jit(lambda v: jnp.dot(v, v, preferred_element_type=jnp.float32)), m, repeats=r)
+    print(f"  {jnp.dtype(dtype).name:9s} {2 * 2048**3 / ms / 1e6:8.0f} GFLOP/s", flush=True)
+
+
+if __name__ == "__main__":
+  main()
