@@ -37,9 +37,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.latent_dim = 10
   c.model.conv_impl = "fast"  # "fast" (matmul-friendly rewrite) or "xla" (textbook layers).
   c.model.mlp_width = 1200  # Hidden width of the MLP encoder and decoder (Chen et al.: 1200).
-  # Initialisation: "pytorch" (U(±1/√fan_in), as Chen et al.'s code) or "lecun" (Flax's
-  # default). With "lecun" the default β-TCVAE's sub-grid MIG was 0.09 after 1,500 steps,
-  # with "pytorch" 0.15 (one seed each; docs/ARCHITECTURE.md).
+  # Initialisation: "pytorch" (U(±1/√fan_in) for weights and biases, as Chen et al.'s
+  # code) or "lecun" (Flax's default). It changes what a run learns; docs/ARCHITECTURE.md.
   c.model.init = "pytorch"
 
   c.loss = ml_collections.ConfigDict()
