@@ -58,3 +58,14 @@ def test_member_betas():
   config.ensemble.betas = (1.0, 2.0)
   with pytest.raises(ValueError, match="one β per member"):
     configlib.validate_config(config)
+
+
+def test_shrink_to_test_size_keeps_a_valid_config_and_the_experiment():
+  config = configlib.base_config()
+  config.loss.objective = "betavae"
+  config.num_train_steps = 1234
+  small = configlib.shrink_to_test_size(config)
+  configlib.validate_config(small)
+  assert small.loss.objective == "betavae" and small.num_train_steps == 1234  # The experiment is untouched.
+  assert small.model.mlp_width * small.model.latent_dim < 1200 * 10 / 20 and small.eval.final == "subset"
+  assert max(small.eval.mig_samples, small.eval.histogram_points, small.eval.subset_images) <= 1000

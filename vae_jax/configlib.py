@@ -97,6 +97,24 @@ def member_betas(config: ml_collections.ConfigDict) -> tuple[float, ...]:
   return (float(config.loss.beta),) * config.ensemble.num_members
 
 
+def shrink_to_test_size(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Makes `config`'s networks and evaluation tiny (seconds on a CPU), for tests; returns it.
+
+  A 4-latent MLP of width 64, and the sub-grid evaluation on a few hundred points.
+  """
+  config.model.latent_dim = 4
+  config.model.mlp_width = 64
+  config.eval.final = "subset"
+  config.eval.subset_images = 600
+  config.eval.mig_samples = 600
+  config.eval.histogram_points = 600
+  config.eval.elbo_samples = 300
+  config.eval.likelihood_images = 64
+  config.eval.importance_samples = 4
+  config.eval.batch_size = 256
+  return config
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the key and the fix for any value a run cannot use."""
 

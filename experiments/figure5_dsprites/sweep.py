@@ -23,7 +23,7 @@ Every model is evaluated over the whole 737,280-image grid: Chen et al.'s MIG (s
 excluded), the histogram MIG, the ELBO decomposition and the likelihood.
 """
 
-from vae_jax.configlib import base_config
+from vae_jax.configlib import base_config, shrink_to_test_size
 
 PROTOCOLS = ("cpu", "accelerator", "test")
 OBJECTIVES = ("vae", "betavae", "betatcvae")
@@ -58,17 +58,8 @@ def run_config(protocol: str, objective: str):
   config.eval.figures = False
   config.eval.elbo_samples = 2_000
   if protocol == "test":
-    config.model.latent_dim = 4
-    config.model.mlp_width = 64
+    shrink_to_test_size(config)
     config.checkpoint_every_steps = 2
-    config.eval.final = "subset"
-    config.eval.subset_images = 600
-    config.eval.mig_samples = 600
-    config.eval.histogram_points = 600
-    config.eval.elbo_samples = 300
-    config.eval.likelihood_images = 64
-    config.eval.importance_samples = 4
-    config.eval.batch_size = 256
   return config
 
 
