@@ -35,8 +35,8 @@ def vmap_members(fn: Callable, in_axes: int | None | Sequence[int | None] = 0) -
   Arguments with in_axis 0 carry a leading ensemble axis [S, ...] (None: shared by
   every member); outputs get one too. With S == 1 the arguments are squeezed and
   `fn` runs as a single model, because XLA:CPU turns every matrix product under
-  vmap into a batched product, which runs far slower than the plain one: 1.8× the
-  time of the MLP train step at batch 256, and 1.2× for conv64.
+  vmap into a batched product, which runs far slower than the plain one: about 2×
+  the time of the MLP train step at batch 256 (benchmarks/step_breakdown.py).
   """
   batched = jax.vmap(fn, in_axes=in_axes)
 
