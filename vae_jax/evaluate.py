@@ -187,12 +187,17 @@ def summary_scalars(results: list[dict[str, Any]], prefix: str) -> dict[str, flo
   return out
 
 
-def write_metrics_json(workdir: str, payload: dict[str, Any]) -> None:
-  """Writes workdir/metrics.json atomically."""
-  path = os.path.join(workdir, "metrics.json")
+def write_json_atomic(path: str, payload: dict[str, Any]) -> None:
+  """Writes `payload` to `path` so that a reader sees the old file or the whole new one."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   with open(path + ".tmp", "w") as f:
     json.dump(payload, f, indent=2, sort_keys=True)
   os.replace(path + ".tmp", path)
+
+
+def write_metrics_json(workdir: str, payload: dict[str, Any]) -> None:
+  """Writes workdir/metrics.json atomically."""
+  write_json_atomic(os.path.join(workdir, "metrics.json"), payload)
 
 
 def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:

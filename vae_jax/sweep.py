@@ -99,18 +99,10 @@ def results_record(name: str, config: ml_collections.ConfigDict, payload: dict[s
   }
 
 
-def write_json_atomic(path: str, record: dict[str, Any]) -> None:
-  """Writes `record` to `path` so that a reader sees the old file or the whole new one."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(record, f, indent=2, sort_keys=True)
-  os.replace(path + ".tmp", path)
-
-
 def run_sweep(runs: dict[str, ml_collections.ConfigDict], workdir: str, results_dir: str,
               only: Sequence[str] = ()) -> list[str]:
   """Trains and evaluates every run without a results.json yet; returns all the runs' results paths."""
-  from vae_jax import train  # Loaded here so that reading a sweep stays cheap.
+  from vae_jax import evaluate, train  # Loaded here so that reading a sweep stays cheap.
 
   unknown = sorted(set(only) - set(runs))
   if unknown:
@@ -129,7 +121,7 @@ def run_sweep(runs: dict[str, ml_collections.ConfigDict], workdir: str, results_
     start = time.time()
     payload = train.train_and_evaluate(config, os.path.join(workdir, name))
     if jax.process_index() == 0:
-      write_json_atomic(path, results_record(name, config, payload, time.time() - start))
+      evaluate.write_json_atomic(path, results_record(name, config, payload, time.time() - start))
   return paths
 
 

@@ -64,10 +64,9 @@ def create_writer(workdir: str, *, just_logging: bool = False, asynchronous: boo
 
 
 def ensure_flushes(writer) -> contextlib.AbstractContextManager:
-  """clu's ensure_flushes for its writers; a context that flushes at exit otherwise."""
-  metric_writers = _clu_metric_writers()
-  if metric_writers is not None and not isinstance(writer, JsonLinesWriter):
-    return metric_writers.ensure_flushes(writer)
+  """clu's ensure_flushes for its writers; a context that flushes at exit for a JsonLinesWriter."""
+  if not isinstance(writer, JsonLinesWriter):
+    return _clu_metric_writers().ensure_flushes(writer)
 
   @contextlib.contextmanager
   def flushing() -> Iterator[None]:
