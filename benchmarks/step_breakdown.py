@@ -1,16 +1,18 @@
 """Where a train step's time goes on this machine, and what the step's set-up choices cost.
 
-    python benchmarks/step_breakdown.py [--arch mlp] [--batch 256] [--repeats 10]
+    python benchmarks/step_breakdown.py [--arch mlp] [--batch 256] [--repeats 10] [--malloc retain]
 
 Prints milliseconds per call (best of 3 timings of `--repeats` calls) for:
-  * the ensemble step of one member as train.jit_ensemble_step builds it (no vmap for
-    one member, no donation on CPU), against plain `jax.vmap` and against donating
-    the state;
+  * the ensemble step of one member as train.jit_ensemble_step builds it (no vmap
+    for one member, no donation on CPU), against plain `jax.vmap` and against
+    donating the state;
   * the vmapped step of 3 members against an unrolled loop over them;
   * the pieces of one model's step: network forward, forward + backward, the loss
     alone, the Adam update;
   * an elementwise pass reading 4 and writing 3 parameter-sized arrays (Adam's memory
     traffic), and float32 / bfloat16 2048² matrix products (GFLOP/s).
+Everything runs with training's malloc settings (vae_jax/host_memory.py);
+`--malloc default` keeps glibc's own, to show what they change.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vae_jax import configlib, models, parallel, train
+from vae_jax import configlib, host_memory, models, parallel, train
 from vae_jax.data.dsprites import ProceduralDSprites
 
 
@@ -47,8 +49,12 @@ def main() -> None:
   parser.add_argument("--arch", default="mlp", choices=models.ARCHITECTURES)
   parser.add_argument("--batch", type=int, default=256)
   parser.add_argument("--repeats", type=int, default=10)
+  parser.add_argument("--malloc", default="retain", choices=["retain", "default"],
+                      help="retain: host_memory.retain_freed_memory(), as training does; default: glibc's own")
   a = parser.parse_args()
   r = a.repeats
+  if a.malloc == "retain" and not host_memory.retain_freed_memory():
+    print("note: malloc settings not applied (not glibc, or MALLOC_* / GLIBC_TUNABLES set)")
 
   config = configlib.base_config()
   config.model.architecture = a.arch
@@ -58,7 +64,8 @@ def main() -> None:
   mesh = parallel.create_mesh()
   objective = train.make_objective_fn(config, len(dataset))
   images = dataset.images(np.random.default_rng(0).choice(len(dataset), 3 * a.batch, replace=False))
-  print(f"{a.arch}, batch {a.batch}, β-TCVAE (MWS), {jax.device_count()} {jax.default_backend()} device(s)")
+  print(f"{a.arch}, batch {a.batch}, β-TCVAE (MWS), {jax.device_count()} {jax.default_backend()} device(s), "
+        f"malloc {a.malloc}")
 
   def row(name: str, ms: float, images_per_call: int | None = None) -> None:
     rate = f"{images_per_call / ms * 1e3:8.0f} img/s" if images_per_call else ""

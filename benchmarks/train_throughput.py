@@ -1,6 +1,7 @@
 """Training throughput: the vae_jax train step against the PyTorch baseline, in one run.
 
     python benchmarks/train_throughput.py [--rounds 3] [--steps 20] [--archs conv64,mlp] [--batches 64,256]
+                                         [--torch-retain-memory]
 
 For each (architecture, batch) the vae_jax β-TCVAE train step (MWS, Bernoulli,
 10 latents, Adam) and ../shared/bench/torch_reference.py (the same networks and
@@ -10,6 +11,11 @@ of each is reported. Also printed: a float32 matrix product's rate measured in t
 same run (the machine's practical peak), the share of it each step reaches (from
 XLA's FLOP count of the step), the step's compile time, peak RSS, and the share of
 the training loop's time spent waiting for input (real procedural dSprites stream).
+
+The vae_jax worker makes the malloc settings train_and_evaluate makes
+(vae_jax/host_memory.py). --torch-retain-memory also times PyTorch with the same
+settings (as environment variables) and prints a second table, so that the
+comparison can be read both ways.
 
 Needs torch (CPU build): `pip install -e ".[bench]"`.
 """
@@ -56,9 +62,10 @@ def worker_jax(arch: str, batch: int, steps: int, conv_impl: str) -> dict:
   import jax
   import numpy as np
 
-  from vae_jax import configlib, models, parallel, train
+  from vae_jax import configlib, host_memory, models, parallel, train
   from vae_jax.data.dsprites import ProceduralDSprites
 
+  retained = host_memory.retain_freed_memory()  # As train_and_evaluate does.
   config = configlib.base_config()
   config.model.architecture = arch
   config.model.conv_impl = conv_impl
@@ -104,7 +111,7 @@ def worker_jax(arch: str, batch: int, steps: int, conv_impl: str) -> dict:
   loop_dt = time.perf_counter() - t
   return {"images_per_s": steps * batch / dt, "compile_s": compile_s, "flops_per_image": flops / batch,
           "loop_images_per_s": loop_steps * batch / loop_dt, "input_wait_share": wait / loop_dt,
-          "peak_rss_mib": peak_rss_mib()}
+          "peak_rss_mib": peak_rss_mib(), "retain_freed_memory": retained}
 
 
 def run_worker(args: list[str]) -> dict:
@@ -115,9 +122,14 @@ def run_worker(args: list[str]) -> dict:
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_torch(arch: str, batch: int, steps: int, torch_reference: pathlib.Path) -> dict:
+# glibc settings equivalent to host_memory.retain_freed_memory, for --torch-retain-memory.
+RETAIN_MEMORY_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}
+
+
+def run_torch(arch: str, batch: int, steps: int, torch_reference: pathlib.Path, retain_memory: bool = False) -> dict:
   cmd = [sys.executable, str(torch_reference), "--arch", TORCH_ARCH[arch], "--batch", str(batch), "--steps", str(steps)]
-  out = subprocess.run(cmd, capture_output=True, text=True)
+  env = {**os.environ, **RETAIN_MEMORY_ENV} if retain_memory else None
+  out = subprocess.run(cmd, capture_output=True, text=True, env=env)
   if out.returncode:
     raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
   return json.loads(out.stdout.strip().splitlines()[-1])
@@ -131,6 +143,8 @@ def main() -> None:
   parser.add_argument("--batches", default="64,256")
   parser.add_argument("--conv-impl", default="fast", choices=["fast", "xla"])
   parser.add_argument("--torch-reference", type=pathlib.Path, default=TORCH_REFERENCE)
+  parser.add_argument("--torch-retain-memory", action="store_true",
+                      help="also time PyTorch with the malloc settings vae_jax makes (RETAIN_MEMORY_ENV)")
   parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
   a = parser.parse_args()
 
@@ -151,19 +165,27 @@ def main() -> None:
   configs = [(arch, int(b)) for arch in a.archs.split(",") for b in a.batches.split(",")]
   best_jax: dict = {}
   best_torch: dict = {}
+  best_torch_retained: dict = {}
   peak = 0.0
+
+  def keep_best(best: dict, key, result: dict) -> None:
+    if key not in best or result["images_per_s"] > best[key]["images_per_s"]:
+      best[key] = result
+
   for r in range(a.rounds):
     peak = max(peak, run_worker(["matmul"])["gflops"])
     for arch, batch in configs:
       j = run_worker(["jax", arch, str(batch), str(a.steps), a.conv_impl])
       t = run_torch(arch, batch, a.steps, a.torch_reference)
-      key = (arch, batch)
-      if key not in best_jax or j["images_per_s"] > best_jax[key]["images_per_s"]:
-        best_jax[key] = j
-      if key not in best_torch or t["images_per_s"] > best_torch[key]["images_per_s"]:
-        best_torch[key] = t
-      print(f"  round {r + 1}: {arch:6s} batch {batch:3d}: vae_jax {j['images_per_s']:7.1f} img/s, "
-            f"pytorch {t['images_per_s']:7.1f} img/s", flush=True)
+      keep_best(best_jax, (arch, batch), j)
+      keep_best(best_torch, (arch, batch), t)
+      line = (f"  round {r + 1}: {arch:6s} batch {batch:3d}: vae_jax {j['images_per_s']:7.1f} img/s, "
+              f"pytorch {t['images_per_s']:7.1f} img/s")
+      if a.torch_retain_memory:
+        tr = run_torch(arch, batch, a.steps, a.torch_reference, retain_memory=True)
+        keep_best(best_torch_retained, (arch, batch), tr)
+        line += f", pytorch with vae_jax's malloc settings {tr['images_per_s']:7.1f} img/s"
+      print(line, flush=True)
 
   print(f"\nfloat32 matmul peak (2048², jitted, best of {a.rounds} rounds): {peak:.1f} GFLOP/s")
   print(f"best of {a.rounds} alternating rounds, {a.steps} timed steps each; conv_impl={a.conv_impl}\n")
@@ -178,6 +200,15 @@ def main() -> None:
           f"{j['images_per_s'] / t['images_per_s']:.2f} | {100 * gflop * j['images_per_s'] / peak:.0f}% | "
           f"{100 * gflop * t['images_per_s'] / peak:.0f}% | {gflop:.3f} | {j['compile_s']:.1f} | "
           f"{j['peak_rss_mib']:.0f} | {j['loop_images_per_s']:.0f} | {100 * j['input_wait_share']:.1f}% |")
+  if a.torch_retain_memory:
+    print("\nPyTorch with the same malloc settings as vae_jax (" +
+          " ".join(f"{k}={v}" for k, v in RETAIN_MEMORY_ENV.items()) + "):\n")
+    print("| arch | batch | vae_jax img/s | PyTorch img/s | ratio |")
+    print("|---|---|---|---|---|")
+    for arch, batch in configs:
+      j, t = best_jax[(arch, batch)], best_torch_retained[(arch, batch)]
+      print(f"| {arch} | {batch} | {j['images_per_s']:.0f} | {t['images_per_s']:.0f} | "
+            f"{j['images_per_s'] / t['images_per_s']:.2f} |")
   print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 

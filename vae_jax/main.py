@@ -86,7 +86,9 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_QuietOrbax())
 
-  from vae_jax import configlib, evaluate, train  # Imported after flags parse: jax and TF start up slowly.
+  from vae_jax import configlib, evaluate, host_memory, train  # Imported after flags parse: jax and TF start up slowly.
+
+  host_memory.retain_freed_memory()
 
   config = FLAGS.config
   try:

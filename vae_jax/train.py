@@ -23,7 +23,7 @@ import optax
 from absl import logging
 from flax.training import train_state
 
-from vae_jax import checkpoints, configlib, evaluate, losses, models, parallel, writers
+from vae_jax import checkpoints, configlib, evaluate, host_memory, losses, models, parallel, writers
 from vae_jax.data import get_dataset, holdout
 from vae_jax.data import pipeline as data_pipeline
 
@@ -181,6 +181,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Writes workdir/config.json, checkpoints/, TensorBoard events and metrics.json.
   """
   configlib.validate_config(config)
+  host_memory.retain_freed_memory()  # Steps reuse freed memory instead of page-faulting it in.
   os.makedirs(workdir, exist_ok=True)
   parallel.initialize(config.multi_host)
   is_chief = jax.process_index() == 0
