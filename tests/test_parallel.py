@@ -39,7 +39,33 @@ def _dot_batch_dims(fn, *args):
 
 def test_vmap_members_uses_plain_products_for_one_member():
   x = jnp.ones((2, 4, 5), jnp.float32)  # Per-member inputs (in_axis 0).
-  one = _dot_batch_dims(parallel.vmap_members(_two_layer), _params(1), x[:1])
-  many = _dot_batch_dims(parallel.vmap_members(_two_layer), _params(2), x)
+  one = _dot_batch_dims(parallel.vmap_members(_two_layer, unroll=False), _params(1), x[:1])
+  many = _dot_batch_dims(parallel.vmap_members(_two_layer, unroll=False), _params(2), x)
   assert one and all(batch_dims == () for batch_dims in one)
   assert all(batch_dims != () for batch_dims in many)
+
+
+def test_vmap_members_unrolls_small_ensembles_on_cpu():
+  assert jax.default_backend() == "cpu"
+  x = jnp.ones((3, 4, 5), jnp.float32)
+  unrolled = _dot_batch_dims(parallel.vmap_members(_two_layer), _params(3), x)
+  assert len(unrolled) == 2 * 3 and all(batch_dims == () for batch_dims in unrolled)
+  many = parallel.MAX_UNROLLED_MEMBERS + 1
+  batched = _dot_batch_dims(parallel.vmap_members(_two_layer), _params(many), jnp.ones((many, 4, 5)))
+  assert len(batched) == 2 and all(batch_dims != () for batch_dims in batched)
+
+
+@pytest.mark.parametrize("unroll", [True, False])
+def test_vmap_members_unrolled_and_batched_agree(unroll):
+  params = _params(3, seed=2)
+  x = jnp.asarray(np.random.default_rng(3).normal(size=(3, 4, 5)), jnp.float32)
+  got = parallel.vmap_members(_two_layer, unroll=unroll)(params, x)
+  want = jax.vmap(_two_layer)(params, x)
+  np.testing.assert_allclose(got["out"], want["out"], rtol=1e-5)
+  np.testing.assert_allclose(got["norm"], want["norm"], rtol=1e-5)
+
+
+def test_vmap_members_rejects_mismatched_ensemble_sizes():
+  with pytest.raises(ValueError, match="disagree"):
+    parallel.vmap_members(_two_layer)(_params(2), jnp.ones((3, 4, 5)))
+

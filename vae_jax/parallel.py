@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -29,24 +30,38 @@ def initialize(multi_host: bool) -> None:
   )
 
 
-def vmap_members(fn: Callable, in_axes: int | None | Sequence[int | None] = 0) -> Callable:
-  """`jax.vmap(fn, in_axes)` over the ensemble axis, which calls `fn` unbatched for one member.
+# Most members that vmap_members unrolls on CPU: each one adds a copy of the model to
+# the compiled program, so compile time grows with the count.
+MAX_UNROLLED_MEMBERS = 8
+
+
+def vmap_members(fn: Callable, in_axes: int | None | Sequence[int | None] = 0,
+                 unroll: bool | None = None) -> Callable:
+  """`jax.vmap(fn, in_axes)` over the ensemble axis, or the same computed member by member.
 
   Arguments with in_axis 0 carry a leading ensemble axis [S, ...] (None: shared by
   every member); outputs get one too. With S == 1 the arguments are squeezed and
-  `fn` runs as a single model, because XLA:CPU turns every matrix product under
-  vmap into a batched product, which runs far slower than the plain one: about 2×
-  the time of the MLP train step at batch 256 (benchmarks/step_breakdown.py).
+  `fn` runs as a single model. With `unroll` (default: on the CPU backend, for
+  S <= MAX_UNROLLED_MEMBERS) `fn` is called once per member and the outputs are
+  stacked. Both because XLA:CPU runs the batched operations vmap makes far slower
+  than the plain ones: a batched matrix product doubles the MLP train step at batch
+  256, and vmapped convolutions (grouped by member) make 3 conv64 members' step
+  about 3× slower than 3 single-member steps (benchmarks/step_breakdown.py).
   """
   batched = jax.vmap(fn, in_axes=in_axes)
 
   def call(*args):
     axes = tuple(in_axes) if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
     sizes = {leaf.shape[0] for arg, axis in zip(args, axes) if axis == 0 for leaf in jax.tree.leaves(arg)}
-    if sizes != {1}:
+    if len(sizes) != 1:
+      raise ValueError(f"Arguments mapped over the ensemble axis disagree on its size: {sorted(sizes)}.")
+    (num_members,) = sizes
+    by_member = num_members <= MAX_UNROLLED_MEMBERS and jax.default_backend() == "cpu" if unroll is None else unroll
+    if num_members > 1 and not by_member:
       return batched(*args)
-    squeezed = [jax.tree.map(lambda a: a[0], arg) if axis == 0 else arg for arg, axis in zip(args, axes)]
-    return jax.tree.map(lambda a: a[None], fn(*squeezed))
+    outputs = [fn(*[jax.tree.map(lambda a: a[m], arg) if axis == 0 else arg for arg, axis in zip(args, axes)])
+               for m in range(num_members)]
+    return jax.tree.map(lambda *member_outputs: jnp.stack(member_outputs), *outputs)
 
   return call
 
