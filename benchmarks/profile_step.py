@@ -24,8 +24,8 @@ import tempfile
 import jax
 import numpy as np
 
-from vae_jax import configlib, host_memory, models, parallel, train
-from vae_jax.data.dsprites import ProceduralDSprites
+from bench_model import bench_model
+from vae_jax import host_memory, models, parallel
 
 _RUNTIME_EVENTS = ("ThunkExecutor", "$", "PjitFunction", "Wait ", "CommonPjRt", "ParseArguments", "end: ",
                    "SlinkyThreadPool", "ThreadpoolListener", "PythonRefManager", "Handle ", "Allocate")
@@ -48,15 +48,9 @@ def main() -> None:
   a = parser.parse_args()
 
   host_memory.retain_freed_memory()
-  config = configlib.base_config()
-  config.model.architecture = a.arch
-  config.batch_size = a.batch
-  dataset = ProceduralDSprites()
-  model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
-  mesh = parallel.create_mesh()
-  state = jax.device_put(train.create_ensemble_state(config, model, dataset.image_shape), parallel.replicated(mesh))
-  step = train.jit_ensemble_step(config, len(dataset), mesh)
-  x = parallel.global_batch(dataset.images(np.arange(a.batch))[None], mesh)
+  bench = bench_model(a.arch, a.batch)
+  state, step = bench.state(), bench.step()
+  x = parallel.global_batch(bench.dataset.images(np.arange(a.batch))[None], bench.mesh)
   sources = op_sources(step.lower(state, x).compile().as_text())
   for _ in range(3):
     state, metrics = step(state, x)

@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vae_jax import configlib, host_memory, models, parallel, train
-from vae_jax.data.dsprites import ProceduralDSprites
+from bench_model import bench_model
+from vae_jax import host_memory, models, parallel, train
 
 
 def best_ms(fn, *args, repeats: int) -> float:
@@ -57,12 +57,8 @@ def main() -> None:
   if a.malloc == "retain" and not host_memory.retain_freed_memory():
     print("note: malloc settings not applied (not glibc, or MALLOC_* / GLIBC_TUNABLES set)")
 
-  config = configlib.base_config()
-  config.model.architecture = a.arch
-  config.batch_size = a.batch
-  dataset = ProceduralDSprites()
-  model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
-  mesh = parallel.create_mesh()
+  bench = bench_model(a.arch, a.batch)
+  config, dataset, model, mesh = bench.config, bench.dataset, bench.model, bench.mesh
   objective = train.make_objective_fn(config, len(dataset))
   images = dataset.images(np.random.default_rng(0).choice(len(dataset), 3 * a.batch, replace=False))
   print(f"{a.arch}, batch {a.batch}, β-TCVAE (MWS), {jax.device_count()} {jax.default_backend()} device(s), "
@@ -71,10 +67,6 @@ def main() -> None:
   def row(name: str, ms: float, images_per_call: int | None = None) -> None:
     rate = f"{images_per_call / ms * 1e3:8.0f} img/s" if images_per_call else ""
     print(f"  {name:58s} {ms:8.1f} ms {rate}", flush=True)
-
-  def state_of(num_members: int):
-    config.ensemble.num_members = num_members
-    return jax.device_put(train.create_ensemble_state(config, model, dataset.image_shape), parallel.replicated(mesh))
 
   x1 = parallel.global_batch(images[None, :a.batch], mesh)
   shardings = dict(in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
@@ -86,10 +78,10 @@ def main() -> None:
 
   print("One member:")
   row("train.jit_ensemble_step (no vmap, no donation on CPU)",
-      best_ms(train.jit_ensemble_step(config, len(dataset), mesh), state_of(1), x1, repeats=r), a.batch)
-  row("the same step under jax.vmap", best_ms(jax.jit(vmapped, **shardings), state_of(1), x1, repeats=r), a.batch)
+      best_ms(bench.step(), bench.state(1), x1, repeats=r), a.batch)
+  row("the same step under jax.vmap", best_ms(jax.jit(vmapped, **shardings), bench.state(1), x1, repeats=r), a.batch)
   donated = jax.jit(train.ensemble_step_fn(objective), donate_argnums=(0,), **shardings)
-  holder = [state_of(1)]
+  holder = [bench.state(1)]
 
   def donated_step(batch):  # A donated state is consumed, so each call feeds the next.
     holder[0], metrics = donated(holder[0], batch)
@@ -100,8 +92,8 @@ def main() -> None:
   print("Three members:")
   x3 = parallel.global_batch(images.reshape(3, a.batch, *images.shape[1:]), mesh)
   row("train.jit_ensemble_step (one model per member on CPU)",
-      best_ms(train.jit_ensemble_step(config, len(dataset), mesh), state_of(3), x3, repeats=r), 3 * a.batch)
-  row("the same step under jax.vmap", best_ms(jax.jit(vmapped, **shardings), state_of(3), x3, repeats=r),
+      best_ms(bench.step(), bench.state(3), x3, repeats=r), 3 * a.batch)
+  row("the same step under jax.vmap", best_ms(jax.jit(vmapped, **shardings), bench.state(3), x3, repeats=r),
       3 * a.batch)
 
   print("Pieces of one model's step:")

@@ -62,19 +62,13 @@ def worker_jax(arch: str, batch: int, steps: int, conv_impl: str) -> dict:
   import jax
   import numpy as np
 
-  from vae_jax import configlib, host_memory, models, parallel, train
-  from vae_jax.data.dsprites import ProceduralDSprites
+  from bench_model import bench_model
+  from vae_jax import host_memory, parallel
 
   retained = host_memory.retain_freed_memory()  # As train_and_evaluate does.
-  config = configlib.base_config()
-  config.model.architecture = arch
-  config.model.conv_impl = conv_impl
-  config.batch_size = batch
-  dataset = ProceduralDSprites()
-  model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
-  mesh = parallel.create_mesh()
-  state = jax.device_put(train.create_ensemble_state(config, model, dataset.image_shape), parallel.replicated(mesh))
-  step_fn = train.jit_ensemble_step(config, len(dataset), mesh)  # Exactly the step train_and_evaluate runs.
+  bench = bench_model(arch, batch, conv_impl)
+  dataset, mesh = bench.dataset, bench.mesh
+  state, step_fn = bench.state(), bench.step()  # Exactly the step train_and_evaluate runs.
   images = dataset.images(np.random.default_rng(0).choice(len(dataset), batch, replace=False))
   x = parallel.global_batch(images[None], mesh)
   t = time.perf_counter()
