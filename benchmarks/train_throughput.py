@@ -7,7 +7,8 @@ For each (architecture, batch) the vae_jax β-TCVAE train step (MWS, Bernoulli,
 10 latents, Adam) and ../shared/bench/torch_reference.py (the same networks and
 objective in PyTorch) are timed alternately, `--rounds` times each, every
 measurement in a fresh process (so peak memory is per measurement); the best round
-of each is reported. Also printed: a float32 matrix product's rate measured in the
+of each is reported ("ratio": best over best), with the ratio of each round (the two
+timed back to back) and its median. Also printed: a float32 matrix product's rate measured in the
 same run (the machine's practical peak), the share of it each step reaches (from
 XLA's FLOP count of the step), the step's compile time, peak RSS, and the share of
 the training loop's time spent waiting for input (real procedural dSprites stream).
@@ -28,6 +29,7 @@ import os
 import pathlib
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -160,6 +162,7 @@ def main() -> None:
   best_jax: dict = {}
   best_torch: dict = {}
   best_torch_retained: dict = {}
+  round_ratios: dict = {}  # Per round: vae_jax / PyTorch timed back to back, a paired comparison.
   peak = 0.0
 
   def keep_best(best: dict, key, result: dict) -> None:
@@ -173,6 +176,7 @@ def main() -> None:
       t = run_torch(arch, batch, a.steps, a.torch_reference)
       keep_best(best_jax, (arch, batch), j)
       keep_best(best_torch, (arch, batch), t)
+      round_ratios.setdefault((arch, batch), []).append(j["images_per_s"] / t["images_per_s"])
       line = (f"  round {r + 1}: {arch:6s} batch {batch:3d}: vae_jax {j['images_per_s']:7.1f} img/s, "
               f"pytorch {t['images_per_s']:7.1f} img/s")
       if a.torch_retain_memory:
@@ -183,15 +187,18 @@ def main() -> None:
 
   print(f"\nfloat32 matmul peak (2048², jitted, best of {a.rounds} rounds): {peak:.1f} GFLOP/s")
   print(f"best of {a.rounds} alternating rounds, {a.steps} timed steps each; conv_impl={a.conv_impl}\n")
-  header = ("| arch | batch | vae_jax img/s | PyTorch img/s | ratio | vae_jax % of matmul peak | PyTorch % of peak "
-            "| GFLOP/img | compile s | peak RSS MiB | loop img/s | input wait |")
+  header = ("| arch | batch | vae_jax img/s | PyTorch img/s | ratio | ratio per round (median) "
+            "| vae_jax % of matmul peak | PyTorch % of peak | GFLOP/img | compile s | peak RSS MiB | loop img/s "
+            "| input wait |")
   print(header)
   print("|" + "---|" * (header.count("|") - 1))
   for arch, batch in configs:
     j, t = best_jax[(arch, batch)], best_torch[(arch, batch)]
     gflop = j["flops_per_image"] / 1e9
+    ratios = round_ratios[(arch, batch)]
+    per_round = " / ".join(f"{v:.2f}" for v in ratios) + f" ({statistics.median(ratios):.2f})"
     print(f"| {arch} | {batch} | {j['images_per_s']:.0f} | {t['images_per_s']:.0f} | "
-          f"{j['images_per_s'] / t['images_per_s']:.2f} | {100 * gflop * j['images_per_s'] / peak:.0f}% | "
+          f"{j['images_per_s'] / t['images_per_s']:.2f} | {per_round} | {100 * gflop * j['images_per_s'] / peak:.0f}% | "
           f"{100 * gflop * t['images_per_s'] / peak:.0f}% | {gflop:.3f} | {j['compile_s']:.1f} | "
           f"{j['peak_rss_mib']:.0f} | {j['loop_images_per_s']:.0f} | {100 * j['input_wait_share']:.1f}% |")
   if a.torch_retain_memory:
