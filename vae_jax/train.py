@@ -114,7 +114,7 @@ def jit_ensemble_step(config: ml_collections.ConfigDict, dataset_size: int, mesh
 
   The state is donated on accelerators, where its memory matters. On CPU it is not:
   XLA:CPU then copies every parameter and Adam moment before updating it in place:
-  162 against 118 ms per MLP step at batch 256 (benchmarks/step_breakdown.py).
+  134 against 101 ms per MLP step at batch 256 (benchmarks/step_breakdown.py).
   """
   return jax.jit(
       ensemble_step_fn(make_objective_fn(config, dataset_size)),
