@@ -25,7 +25,7 @@ test: $(STAMP)
 ## Benchmarks print figures; torch's CPU build is installed for the PyTorch baseline.
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[test,bench]"
-	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/train_throughput.py --torch-retain-memory
 	$(PY) benchmarks/evaluation.py
 	$(PY) benchmarks/input_pipeline.py
 

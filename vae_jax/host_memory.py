@@ -5,16 +5,16 @@ ends. glibc serves an allocation above its mmap threshold (128 KiB, rising with
 use up to 32 MiB) with fresh pages from mmap and hands them back to the kernel on
 free, and it also trims the top of its heap once 128 KiB of it are free. Either
 way the next step touches new pages, and the kernel zeroes every one of them on
-the first write: on this project's 2-core machine that was about a third of the
-conv64 step at batch 64 (an 8 MB bias-and-ReLU pass took 5.8 ms instead of well
-under 1), measured with benchmarks/step_breakdown.py.
+the first write. On this project's 2-core machine that was a quarter of the conv64
+step at batch 64: 72 against 54 ms per step (benchmarks/step_breakdown.py
+--malloc default / retain), and an 8 MB bias-and-ReLU pass took 5.8 ms in a trace
+(benchmarks/profile_step.py).
 
 `retain_freed_memory` tells glibc to serve every allocation from its heap and
 never to trim it, which is what `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=...`
-would do if set before the process started. Peak memory stays about the same
-(the heap grows to the step's working set once, benchmarks/train_throughput.py
-reports peak RSS); memory freed by a step is not returned to the OS until the
-process ends.
+would do if set before the process started. The heap grows to the step's working
+set once; peak RSS grew by 40-270 MiB in benchmarks/train_throughput.py. Memory
+freed by a step is not returned to the OS until the process ends.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def vmap_members(fn: Callable, in_axes: int | None | Sequence[int | None] = 0,
     if len(sizes) != 1:
       raise ValueError(f"Arguments mapped over the ensemble axis disagree on its size: {sorted(sizes)}.")
     (num_members,) = sizes
-    by_member = num_members <= MAX_UNROLLED_MEMBERS and jax.default_backend() == "cpu" if unroll is None else unroll
+    by_member = (num_members <= MAX_UNROLLED_MEMBERS and jax.default_backend() == "cpu") if unroll is None else unroll
     if num_members > 1 and not by_member:
       return batched(*args)
     outputs = [fn(*[jax.tree.map(lambda a: a[m], arg) if axis == 0 else arg for arg, axis in zip(args, axes)])
