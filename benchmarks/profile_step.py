@@ -1,12 +1,12 @@
 """Which compiled operations the train step spends its time in, from a JAX profiler trace.
 
-    python benchmarks/profile_step.py [--arch conv64] [--batch 64] [--steps 5] [--top 25]
+    python benchmarks/profile_step.py [--arch conv64] [--batch 64] [--steps 5] [--top 25] [--malloc retain]
 
-Traces `--steps` calls of the single-member step that train_and_evaluate runs (with
-its malloc settings) and prints, per step: the time in each kind of XLA operation
-(ynn_fusion: convolutions and matrix products run by YNNPACK; transpose_copy_fusion:
-layout changes; other *_fusion: elementwise work), then the `--top` operations with
-the JAX operation each came from. Durations are the trace's: operations that XLA
+Traces `--steps` calls of the single-member step that train_and_evaluate runs, with
+its malloc settings (`--malloc default` keeps glibc's), and prints per step: the time
+in each kind of XLA operation (ynn_fusion: convolutions and matrix products run by
+YNNPACK; transpose_copy_fusion: layout changes; other *_fusion: elementwise work),
+then the `--top` operations with the JAX operation each came from. Durations are the trace's: operations that XLA
 runs concurrently overlap, so the rows can add up to more than the step.
 """
 
@@ -45,9 +45,12 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--top", type=int, default=25)
+  parser.add_argument("--malloc", default="retain", choices=["retain", "default"],
+                      help="retain: host_memory.retain_freed_memory(), as training does; default: glibc's own")
   a = parser.parse_args()
 
-  host_memory.retain_freed_memory()
+  if a.malloc == "retain":
+    host_memory.retain_freed_memory()
   bench = bench_model(a.arch, a.batch)
   state, step = bench.state(), bench.step()
   x = parallel.global_batch(bench.dataset.images(np.arange(a.batch))[None], bench.mesh)

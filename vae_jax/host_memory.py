@@ -7,8 +7,8 @@ free, and it also trims the top of its heap once 128 KiB of it are free. Either
 way the next step touches new pages, and the kernel zeroes every one of them on
 the first write. On this project's 2-core machine that was a quarter of the conv64
 step at batch 64: 72 against 54 ms per step (benchmarks/step_breakdown.py
---malloc default / retain), and an 8 MB bias-and-ReLU pass took 5.8 ms in a trace
-(benchmarks/profile_step.py).
+--malloc default / retain), and an 8 MB bias-and-ReLU pass took 5.9 ms against 2.1
+in a trace (benchmarks/profile_step.py --malloc default / retain).
 
 `retain_freed_memory` tells glibc to serve every allocation from its heap and
 never to trim it, which is what `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=...`
