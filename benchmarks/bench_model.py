@@ -3,12 +3,13 @@ Adam) on procedural dSprites, as configs' base_config and train_and_evaluate bui
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 
 import jax
 import ml_collections
 
-from vae_jax import configlib, models, parallel, train
+from vae_jax import configlib, host_memory, models, parallel, train
 from vae_jax.data.dsprites import ProceduralDSprites
 
 
@@ -28,6 +29,18 @@ class BenchModel:
   def step(self):
     """train.jit_ensemble_step for the current config: exactly the step training runs."""
     return train.jit_ensemble_step(self.config, len(self.dataset), self.mesh)
+
+
+def add_malloc_flag(parser: argparse.ArgumentParser) -> None:
+  """--malloc retain (training's settings, vae_jax/host_memory.py) or default (glibc's own)."""
+  parser.add_argument("--malloc", default="retain", choices=["retain", "default"],
+                      help="retain: host_memory.retain_freed_memory(), as training does; default: glibc's own")
+
+
+def apply_malloc_flag(choice: str) -> None:
+  """Makes training's malloc settings for --malloc retain, and says so if they could not be made."""
+  if choice == "retain" and not host_memory.retain_freed_memory():
+    print("note: malloc settings not applied (not glibc, or MALLOC_* / GLIBC_TUNABLES set)")
 
 
 def bench_model(arch: str, batch: int, conv_impl: str = "fast") -> BenchModel:

@@ -24,8 +24,8 @@ import tempfile
 import jax
 import numpy as np
 
-from bench_model import bench_model
-from vae_jax import host_memory, models, parallel
+from bench_model import add_malloc_flag, apply_malloc_flag, bench_model
+from vae_jax import models, parallel
 
 _RUNTIME_EVENTS = ("ThunkExecutor", "$", "PjitFunction", "Wait ", "CommonPjRt", "ParseArguments", "end: ",
                    "SlinkyThreadPool", "ThreadpoolListener", "PythonRefManager", "Handle ", "Allocate")
@@ -45,12 +45,9 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--top", type=int, default=25)
-  parser.add_argument("--malloc", default="retain", choices=["retain", "default"],
-                      help="retain: host_memory.retain_freed_memory(), as training does; default: glibc's own")
+  add_malloc_flag(parser)
   a = parser.parse_args()
-
-  if a.malloc == "retain":
-    host_memory.retain_freed_memory()
+  apply_malloc_flag(a.malloc)
   bench = bench_model(a.arch, a.batch)
   state, step = bench.state(), bench.step()
   x = parallel.global_batch(bench.dataset.images(np.arange(a.batch))[None], bench.mesh)

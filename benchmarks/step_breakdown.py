@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bench_model import bench_model
-from vae_jax import host_memory, models, parallel, train
+from bench_model import add_malloc_flag, apply_malloc_flag, bench_model
+from vae_jax import models, parallel, train
 
 
 def best_ms(fn, *args, repeats: int) -> float:
@@ -50,12 +50,10 @@ def main() -> None:
   parser.add_argument("--arch", default="mlp", choices=models.ARCHITECTURES)
   parser.add_argument("--batch", type=int, default=256)
   parser.add_argument("--repeats", type=int, default=10)
-  parser.add_argument("--malloc", default="retain", choices=["retain", "default"],
-                      help="retain: host_memory.retain_freed_memory(), as training does; default: glibc's own")
+  add_malloc_flag(parser)
   a = parser.parse_args()
   r = a.repeats
-  if a.malloc == "retain" and not host_memory.retain_freed_memory():
-    print("note: malloc settings not applied (not glibc, or MALLOC_* / GLIBC_TUNABLES set)")
+  apply_malloc_flag(a.malloc)
 
   bench = bench_model(a.arch, a.batch)
   config, dataset, model, mesh = bench.config, bench.dataset, bench.model, bench.mesh
@@ -106,7 +104,7 @@ def main() -> None:
     return objective(model.apply({"params": p}, x, k), x, **hp)[0]
 
   outputs = jax.jit(lambda p, x, k: model.apply({"params": p}, x, k))(params, x, key)
-  tx = optax.adam(1e-3)
+  tx = train.create_optimizer(config)
   opt_state = tx.init(params)
 
   def adam(p, g, o):
@@ -118,7 +116,7 @@ def main() -> None:
   row("forward + backward (with the loss)", best_ms(jax.jit(jax.grad(loss)), params, x, key, repeats=r))
   row("loss alone, forward + backward",
       best_ms(jax.jit(jax.grad(lambda o, x: objective(o, x, **hp)[0])), outputs, x, repeats=r))
-  row("Adam update (optax)", best_ms(jax.jit(adam), params, params, opt_state, repeats=r))
+  row("Adam update (train.create_optimizer)", best_ms(jax.jit(adam), params, params, opt_state, repeats=r))
   n = sum(v.size for v in jax.tree.leaves(params))
   row(f"elementwise pass, 4 reads + 3 writes of {n / 1e6:.1f}M floats",
       best_ms(jax.jit(lambda p, g, m, v: jax.tree.map(lambda a, b, c, d: (a + b + c + d, c * 0.9 + b, d + b * b),

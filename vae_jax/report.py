@@ -3,8 +3,9 @@
     python -m vae_jax.report RUN_DIR [RUN_DIR ...] [--out=DIR]
 
 Each RUN_DIR is a workdir with a metrics.json, a folder with a results.json (as
-vae_jax.sweep writes them), or a folder of either, one level down. Every ensemble member is one model; members are grouped by (objective, β) (and
-by dataset and architecture when the runs mix them). Writes
+vae_jax.sweep writes them), or a folder of either, one level down. Every ensemble
+member is one model; members are grouped by (objective, β) (and by dataset and
+architecture when the runs mix them). Writes
 
     OUT/mig_distribution.png   one panel per MIG convention (Chen et al.'s sampling
                                estimator; disentanglement_lib's histogram MIG): a box

@@ -1,4 +1,4 @@
-"""Sweeps: several training programs run one after another, each a vmapped ensemble.
+"""Sweeps: several training programs run one after another, each an ensemble over seeds and β.
 
     python -m vae_jax.sweep --sweep=experiments/figure5_dsprites/sweep.py --protocol=cpu \
         --workdir=runs/figure5_cpu [--results=DIR] [--only=NAME,...]
