@@ -100,6 +100,37 @@ def test_four_devices_match_one_device(test_config):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("num_members,unroll", [(1, None), (2, True), (2, False)],
+                         ids=["one_member", "member_by_member", "vmap"])
+def test_ensemble_step_is_train_step_per_member(test_config, monkeypatch, num_members, unroll):
+  """The ensemble step equals train_step on each member, however the members are run."""
+  config = test_config
+  config.ensemble.num_members = num_members
+  config.ensemble.betas = (1.0, 8.0)[:num_members]
+  dataset = get_dataset(config.data)
+  model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
+  objective_fn = train.make_objective_fn(config, len(dataset))
+  state = train.create_ensemble_state(config, model, dataset.image_shape)
+  # Members at different steps (Adam's bias corrections differ), one already marked non-finite.
+  state = state.replace(step=jnp.asarray([3, 7][:num_members]), nonfinite_step=jnp.asarray([-1, 2][:num_members]))
+  batch = jnp.asarray(data_pipeline.ensemble_batch(dataset, list(range(num_members)), step=0,
+                                                   batch_size=config.batch_size))
+  vmap_members = parallel.vmap_members
+  monkeypatch.setattr(parallel, "vmap_members", lambda fn, *a, **k: vmap_members(fn, *a, unroll=unroll, **k))
+  new_state, metrics = jax.jit(train.ensemble_step_fn(objective_fn))(state, batch)
+  for m in range(num_members):
+    member = jax.tree.map(lambda a: a[m], state)
+    expected, expected_metrics = train.train_step(member, batch[m], jax.random.fold_in(member.rng, member.step),
+                                                  objective_fn=objective_fn)
+    got = jax.tree.map(lambda a: a[m], new_state)
+    assert int(got.step) == int(member.step) + 1
+    assert int(got.nonfinite_step) == int(member.nonfinite_step)
+    for a, b in zip(jax.tree.leaves((got.params, got.opt_state)), jax.tree.leaves((expected.params, expected.opt_state))):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    for name, value in expected_metrics.items():
+      np.testing.assert_allclose(metrics[name][m], value, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
 def test_train_step_is_pure_and_reports_every_term(test_config):
   config = test_config
   dataset = get_dataset(config.data)

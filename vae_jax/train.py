@@ -1,9 +1,10 @@
 """Training: a pure train step, vmapped over an ensemble, and the loop that owns it.
 
-`train_step(state, batch, rng)` updates one model. `make_ensemble_step` vmaps it
-over the train state's leading ensemble axis (one member per seed, each with its own
-β if asked) and jit-compiles it with the parameters replicated and the batch split
-over the mesh's 'data' axis. `train_and_evaluate(config, workdir)` owns everything
+`train_step(state, batch, rng)` updates one model: `compute_gradients`, then
+`apply_gradients`. `ensemble_step_fn` runs it over the train state's leading ensemble
+axis (one member per seed, each with its own β if asked) and `jit_ensemble_step`
+jit-compiles that with the parameters replicated and the batch split over the mesh's
+'data' axis. `train_and_evaluate(config, workdir)` owns everything
 stateful: the input stream, checkpoints, metric writers and the final evaluation.
 """
 
@@ -74,6 +75,36 @@ def create_train_state(
   )
 
 
+def compute_gradients(
+    state: TrainState,
+    batch: jax.Array,
+    rng: jax.Array,
+    *,
+    objective_fn: Callable[..., tuple[jax.Array, Metrics]],
+) -> tuple[Any, jax.Array, Metrics]:
+  """The loss's gradients for one model on batch [B, H, W, C]: (grads like params, loss [], metrics).
+
+  `objective_fn(outputs, x, alpha=, beta=, gamma=)` is `losses.objective` with the
+  objective's static settings bound.
+  """
+
+  def loss_fn(params):
+    outputs = state.apply_fn({"params": params}, batch, rng)
+    return objective_fn(outputs, batch, **state.hparams)
+
+  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  return grads, loss, metrics
+
+
+def apply_gradients(state: TrainState, grads: Any, loss: jax.Array) -> TrainState:
+  """One optimiser update of one model, recording the step if `loss` is NaN or Inf.
+
+  Steps are numbered from 1: the state after step t has state.step == t.
+  """
+  first_bad = jnp.where((state.nonfinite_step < 0) & ~jnp.isfinite(loss), state.step + 1, state.nonfinite_step)
+  return state.apply_gradients(grads=grads).replace(nonfinite_step=first_bad.astype(jnp.int32))
+
+
 def train_step(
     state: TrainState,
     batch: jax.Array,
@@ -86,25 +117,31 @@ def train_step(
   `objective_fn(outputs, x, alpha=, beta=, gamma=)` is `losses.objective` with the
   objective's static settings bound.
   """
-
-  def loss_fn(params):
-    outputs = state.apply_fn({"params": params}, batch, rng)
-    return objective_fn(outputs, batch, **state.hparams)
-
-  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  new_state = state.apply_gradients(grads=grads)
-  # Steps are numbered from 1: the state after step t has state.step == t.
-  first_bad = jnp.where((state.nonfinite_step < 0) & ~jnp.isfinite(loss), state.step + 1, state.nonfinite_step)
-  return new_state.replace(nonfinite_step=first_bad.astype(jnp.int32)), metrics
+  grads, loss, metrics = compute_gradients(state, batch, rng, objective_fn=objective_fn)
+  return apply_gradients(state, grads, loss), metrics
 
 
 def ensemble_step_fn(objective_fn: Callable[..., tuple[jax.Array, Metrics]]):
-  """The train step vmapped over the ensemble axis: (state [S], batch [S, B, ...]) -> (state, metrics [S])."""
+  """train_step over the ensemble axis: (state [S], batch [S, B, ...]) -> (state, metrics [S]).
+
+  Members go through `parallel.vmap_members` (member by member on CPU). A single
+  member's gradients are computed on the squeezed state, but its optimiser update,
+  being elementwise, is vmapped over the stacked state itself: XLA:CPU then fuses
+  Adam over the state's own buffers instead of recomputing the moments inside the
+  parameter update, as it does when the squeezed update is re-stacked (MLP at batch
+  256: 94 against 99 ms per step). With several members unrolled, stacking their
+  gradients first would copy them (3 MLP members: 344 against 335 ms), so each
+  member's update is stacked instead.
+  """
   step = functools.partial(train_step, objective_fn=objective_fn)
+  gradients = functools.partial(compute_gradients, objective_fn=objective_fn)
 
   def ensemble_step(state: TrainState, batch: jax.Array) -> tuple[TrainState, Metrics]:
     rngs = jax.vmap(jax.random.fold_in)(state.rng, state.step)
-    return parallel.vmap_members(step)(state, batch, rngs)
+    if state.step.shape[0] > 1:
+      return parallel.vmap_members(step)(state, batch, rngs)
+    grads, loss, metrics = parallel.vmap_members(gradients)(state, batch, rngs)
+    return jax.vmap(apply_gradients)(state, grads, loss), metrics
 
   return ensemble_step
 
