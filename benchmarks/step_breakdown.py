@@ -3,13 +3,14 @@
     python benchmarks/step_breakdown.py [--arch mlp] [--batch 256] [--repeats 10] [--malloc retain]
 
 Prints milliseconds per call (best of 3 timings of `--repeats` calls) for:
-  * the ensemble step of one member as train.jit_ensemble_step builds it (no vmap
-    for one member, no donation on CPU), against plain `jax.vmap` and against
-    donating the state;
-  * the step of 3 members as training runs it (member by member on CPU) against
-    plain `jax.vmap`;
+  * the ensemble step of one member as train.jit_ensemble_step builds it (no vmap,
+    the update vmapped over the stacked state, the state donated), against the
+    same step not donated, under plain `jax.vmap`, and with the update stacked per
+    member as for several members;
+  * the step of 3 members as training runs it (member by member on CPU, not
+    donated) against the same step donated and under plain `jax.vmap`;
   * the pieces of one model's step: network forward, forward + backward, the loss
-    alone, the Adam update;
+    alone, the Adam update into new buffers and in place (donated);
   * an elementwise pass reading 4 and writing 3 parameter-sized arrays (Adam's memory
     traffic), and float32 / bfloat16 2048² matrix products (GFLOP/s).
 Everything runs with training's malloc settings (vae_jax/host_memory.py);
@@ -45,6 +46,18 @@ def best_ms(fn, *args, repeats: int) -> float:
   return 1e3 * best
 
 
+def best_step_ms(step, state, batch, *, repeats: int) -> float:
+  """Milliseconds per call of train step `step`, each call fed the state the last one returned
+  (as training does, and as a donated state requires)."""
+  holder = [state]
+
+  def call(batch):
+    holder[0], metrics = step(holder[0], batch)
+    return metrics
+
+  return best_ms(call, batch, repeats=repeats)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--arch", default="mlp", choices=models.ARCHITECTURES)
@@ -67,6 +80,7 @@ def main() -> None:
     print(f"  {name:58s} {ms:8.1f} ms {rate}", flush=True)
 
   x1 = parallel.global_batch(images[None, :a.batch], mesh)
+  x3 = parallel.global_batch(images.reshape(3, a.batch, *images.shape[1:]), mesh)
   shardings = dict(in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
                    out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)))
   step = functools.partial(train.train_step, objective_fn=objective)
@@ -74,25 +88,24 @@ def main() -> None:
   def vmapped(state, batch):
     return jax.vmap(step)(state, batch, jax.vmap(jax.random.fold_in)(state.rng, state.step))
 
-  print("One member:")
-  row("train.jit_ensemble_step (no vmap, no donation on CPU)",
-      best_ms(bench.step(), bench.state(1), x1, repeats=r), a.batch)
-  row("the same step under jax.vmap", best_ms(jax.jit(vmapped, **shardings), bench.state(1), x1, repeats=r), a.batch)
-  donated = jax.jit(train.ensemble_step_fn(objective), donate_argnums=(0,), **shardings)
-  holder = [bench.state(1)]
+  def restacked(state, batch):  # Each member's whole step, stacked: the update is not vmapped.
+    return parallel.vmap_members(step)(state, batch, jax.vmap(jax.random.fold_in)(state.rng, state.step))
 
-  def donated_step(batch):  # A donated state is consumed, so each call feeds the next.
-    holder[0], metrics = donated(holder[0], batch)
-    return metrics
+  def variants(members):
+    donated = members == 1 or jax.default_backend() != "cpu"
+    ensemble_step = train.ensemble_step_fn(objective)
+    return [
+        (f"train.jit_ensemble_step ({'state donated' if donated else 'not donated'})", bench.step()),
+        (f"the same step, {'not donated' if donated else 'state donated'}",
+         jax.jit(ensemble_step, donate_argnums=() if donated else (0,), **shardings)),
+        ("the same step under jax.vmap", jax.jit(vmapped, **shardings)),
+    ] + ([("the same step, the update stacked per member, donated",
+           jax.jit(restacked, donate_argnums=(0,), **shardings))] if members == 1 else [])
 
-  row("the same step, state donated", best_ms(donated_step, x1, repeats=r), a.batch)
-
-  print("Three members:")
-  x3 = parallel.global_batch(images.reshape(3, a.batch, *images.shape[1:]), mesh)
-  row("train.jit_ensemble_step (one model per member on CPU)",
-      best_ms(bench.step(), bench.state(3), x3, repeats=r), 3 * a.batch)
-  row("the same step under jax.vmap", best_ms(jax.jit(vmapped, **shardings), bench.state(3), x3, repeats=r),
-      3 * a.batch)
+  for members, batch in ((1, x1), (3, x3)):
+    print("One member:" if members == 1 else "Three members (one model per member on CPU):")
+    for name, fn in variants(members):
+      row(name, best_step_ms(fn, bench.state(members), batch, repeats=r), members * a.batch)
 
   print("Pieces of one model's step:")
   key = jax.random.PRNGKey(0)
@@ -117,6 +130,14 @@ def main() -> None:
   row("loss alone, forward + backward",
       best_ms(jax.jit(jax.grad(lambda o, x: objective(o, x, **hp)[0])), outputs, x, repeats=r))
   row("Adam update (train.create_optimizer)", best_ms(jax.jit(adam), params, params, opt_state, repeats=r))
+
+  def adam_in_place(params_and_state, g):  # (state, something to wait on), as best_step_ms expects
+    p, o = adam(params_and_state[0], g, params_and_state[1])
+    return (p, o), jax.tree.leaves(o)[0]
+
+  in_place = jax.jit(adam_in_place, donate_argnums=(0,))
+  row("Adam update, in place (donated)",
+      best_step_ms(in_place, (jax.tree.map(jnp.copy, params), opt_state), params, repeats=r))
   n = sum(v.size for v in jax.tree.leaves(params))
   row(f"elementwise pass, 4 reads + 3 writes of {n / 1e6:.1f}M floats",
       best_ms(jax.jit(lambda p, g, m, v: jax.tree.map(lambda a, b, c, d: (a + b + c + d, c * 0.9 + b, d + b * b),
