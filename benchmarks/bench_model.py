@@ -26,8 +26,9 @@ class BenchModel:
     state = train.create_ensemble_state(self.config, self.model, self.dataset.image_shape)
     return jax.device_put(state, parallel.replicated(self.mesh))
 
-  def step(self):
-    """train.jit_ensemble_step for the current config: exactly the step training runs."""
+  def step(self, num_members: int = 1):
+    """train.jit_ensemble_step for `num_members` members: exactly the step training runs."""
+    self.config.ensemble.num_members = num_members
     return train.jit_ensemble_step(self.config, len(self.dataset), self.mesh)
 
 

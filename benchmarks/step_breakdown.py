@@ -95,7 +95,7 @@ def main() -> None:
     donated = members == 1 or jax.default_backend() != "cpu"
     ensemble_step = train.ensemble_step_fn(objective)
     return [
-        (f"train.jit_ensemble_step ({'state donated' if donated else 'not donated'})", bench.step()),
+        (f"train.jit_ensemble_step ({'state donated' if donated else 'not donated'})", bench.step(members)),
         (f"the same step, {'not donated' if donated else 'state donated'}",
          jax.jit(ensemble_step, donate_argnums=() if donated else (0,), **shardings)),
         ("the same step under jax.vmap", jax.jit(vmapped, **shardings)),
