@@ -26,10 +26,9 @@ class BenchModel:
     state = train.create_ensemble_state(self.config, self.model, self.dataset.image_shape)
     return jax.device_put(state, parallel.replicated(self.mesh))
 
-  def step(self, num_members: int = 1):
-    """train.jit_ensemble_step for `num_members` members: exactly the step training runs."""
-    self.config.ensemble.num_members = num_members
-    return train.jit_ensemble_step(self.config, len(self.dataset), self.mesh)
+  def step(self, state):
+    """train.jit_ensemble_step for states like `state`: exactly the step training runs."""
+    return train.jit_ensemble_step(self.config, len(self.dataset), self.mesh, state)
 
 
 def add_malloc_flag(parser: argparse.ArgumentParser) -> None:

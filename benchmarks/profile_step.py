@@ -49,7 +49,8 @@ def main() -> None:
   a = parser.parse_args()
   apply_malloc_flag(a.malloc)
   bench = bench_model(a.arch, a.batch)
-  state, step = bench.state(), bench.step()
+  state = bench.state()
+  step = bench.step(state)
   x = parallel.global_batch(bench.dataset.images(np.arange(a.batch))[None], bench.mesh)
   sources = op_sources(step.lower(state, x).compile().as_text())
   for _ in range(3):

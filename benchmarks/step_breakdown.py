@@ -1,12 +1,14 @@
 """Where a train step's time goes on this machine, and what the step's set-up choices cost.
 
-    python benchmarks/step_breakdown.py [--arch mlp] [--batch 256] [--repeats 10] [--malloc retain]
+    python benchmarks/step_breakdown.py [--arch mlp] [--batch 256] [--repeats 10] [--rounds 3] [--malloc retain]
 
-Prints milliseconds per call (best of 3 timings of `--repeats` calls) for:
+Prints milliseconds per call (best of 3 timings of `--repeats` calls; for the
+one-member step variants, the median of `--rounds` alternating rounds of that) for:
   * the ensemble step of one member as train.jit_ensemble_step builds it (no vmap,
-    the update vmapped over the stacked state, the state donated), against the
-    same step not donated, under plain `jax.vmap`, and with the update stacked per
-    member as for several members;
+    the update vmapped over the stacked state, the state donated where
+    train.donates_state says), against the same step donated or not (the other
+    way), under plain `jax.vmap`, and with the update stacked per member as for
+    several members (session 3's step);
   * the step of 3 members as training runs it (member by member on CPU, not
     donated) against the same step donated and under plain `jax.vmap`;
   * the pieces of one model's step: network forward, forward + backward, the loss
@@ -62,6 +64,7 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--arch", default="mlp", choices=models.ARCHITECTURES)
   parser.add_argument("--batch", type=int, default=256)
+  parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the one-member step variants")
   parser.add_argument("--repeats", type=int, default=10)
   add_malloc_flag(parser)
   a = parser.parse_args()
@@ -91,21 +94,25 @@ def main() -> None:
   def restacked(state, batch):  # Each member's whole step, stacked: the update is not vmapped.
     return parallel.vmap_members(step)(state, batch, jax.vmap(jax.random.fold_in)(state.rng, state.step))
 
-  def variants(members):
-    donated = members == 1 or jax.default_backend() != "cpu"
+  def variants(state):
+    donated = train.donates_state(state)
     ensemble_step = train.ensemble_step_fn(objective)
     return [
-        (f"train.jit_ensemble_step ({'state donated' if donated else 'not donated'})", bench.step(members)),
+        (f"train.jit_ensemble_step ({'state donated' if donated else 'not donated'})", bench.step(state)),
         (f"the same step, {'not donated' if donated else 'state donated'}",
          jax.jit(ensemble_step, donate_argnums=() if donated else (0,), **shardings)),
         ("the same step under jax.vmap", jax.jit(vmapped, **shardings)),
-    ] + ([("the same step, the update stacked per member, donated",
-           jax.jit(restacked, donate_argnums=(0,), **shardings))] if members == 1 else [])
+    ] + ([("the same step, the update stacked per member, not donated", jax.jit(restacked, **shardings))]
+         if state.step.shape[0] == 1 else [])
 
-  for members, batch in ((1, x1), (3, x3)):
-    print("One member:" if members == 1 else "Three members (one model per member on CPU):")
-    for name, fn in variants(members):
-      row(name, best_step_ms(fn, bench.state(members), batch, repeats=r), members * a.batch)
+  for members, batch, rounds in ((1, x1, a.rounds), (3, x3, 1)):
+    print("One member (median of rounds):" if members == 1 else "Three members (one model per member on CPU):")
+    times = {name: [] for name, _ in variants(bench.state(members))}
+    for _ in range(rounds):  # The variants alternate, so that the machine's drift hits them alike.
+      for name, fn in variants(bench.state(members)):
+        times[name].append(best_step_ms(fn, bench.state(members), batch, repeats=r))
+    for name, ms in times.items():
+      row(name, float(np.median(ms)), members * a.batch)
 
   print("Pieces of one model's step:")
   key = jax.random.PRNGKey(0)

@@ -70,7 +70,8 @@ def worker_jax(arch: str, batch: int, steps: int, conv_impl: str) -> dict:
   retained = host_memory.retain_freed_memory()  # As train_and_evaluate does.
   bench = bench_model(arch, batch, conv_impl)
   dataset, mesh = bench.dataset, bench.mesh
-  state, step_fn = bench.state(), bench.step()  # Exactly the step train_and_evaluate runs.
+  state = bench.state()
+  step_fn = bench.step(state)  # Exactly the step train_and_evaluate runs.
   images = dataset.images(np.random.default_rng(0).choice(len(dataset), batch, replace=False))
   x = parallel.global_batch(images[None], mesh)
   t = time.perf_counter()

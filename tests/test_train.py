@@ -131,6 +131,36 @@ def test_ensemble_step_is_train_step_per_member(test_config, monkeypatch, num_me
       np.testing.assert_allclose(metrics[name][m], value, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
+def _state_like(num_members: int, num_floats: int):
+  """A train state's shapes: `num_floats` float32 parameters and moments in all, num_members members."""
+  leaf = jax.ShapeDtypeStruct((num_members, -(-num_floats // (3 * num_members))), jnp.float32)
+  return train.TrainState(step=jax.ShapeDtypeStruct((num_members,), jnp.int32), apply_fn=None, params=leaf,
+                          tx=None, opt_state=(leaf, leaf), rng=None, hparams={}, nonfinite_step=None)
+
+
+def test_donates_state_on_cpu_only_for_one_large_member():
+  big = train.CPU_DONATION_MIN_BYTES // 4  # float32 values of that many bytes
+  assert train.donates_state(_state_like(1, big))
+  assert not train.donates_state(_state_like(1, big - 3000))
+  assert not train.donates_state(_state_like(2, 4 * big))
+
+
+def test_jit_ensemble_step_updates_the_state_in_place_when_it_donates(test_config, monkeypatch):
+  config = test_config
+  dataset = get_dataset(config.data)
+  model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
+  mesh = parallel.create_mesh()
+  batch = parallel.global_batch(data_pipeline.ensemble_batch(dataset, [0], step=0, batch_size=config.batch_size),
+                                mesh)
+  for min_bytes, donated in ((2**62, False), (0, True)):
+    monkeypatch.setattr(train, "CPU_DONATION_MIN_BYTES", min_bytes)
+    state = jax.device_put(train.create_ensemble_state(config, model, dataset.image_shape), parallel.replicated(mesh))
+    assert train.donates_state(state) == donated
+    new_state, _ = train.jit_ensemble_step(config, len(dataset), mesh, state)(state, batch)
+    assert all(leaf.is_deleted() == donated for leaf in jax.tree.leaves(state.params))
+    assert int(new_state.step[0]) == 1
+
+
 def test_train_step_is_pure_and_reports_every_term(test_config):
   config = test_config
   dataset = get_dataset(config.data)

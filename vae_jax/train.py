@@ -11,6 +11,7 @@ stateful: the input stream, checkpoints, metric writers and the final evaluation
 from __future__ import annotations
 
 import functools
+import math
 import os
 import time
 from typing import Any, Callable, Mapping
@@ -129,9 +130,9 @@ def ensemble_step_fn(objective_fn: Callable[..., tuple[jax.Array, Metrics]]):
   being elementwise, is vmapped over the stacked state itself: XLA:CPU then fuses
   Adam over the state's own buffers instead of recomputing the moments inside the
   parameter update, as it does when the squeezed update is re-stacked (MLP at batch
-  256: 94 against 99 ms per step). With several members unrolled, stacking their
-  gradients first would copy them (3 MLP members: 344 against 335 ms), so each
-  member's update is stacked instead.
+  256, neither donated: 94.0 against 98.3 ms per step, benchmarks/step_breakdown.py).
+  With several members unrolled, stacking their gradients first would copy them, so
+  each member's update is stacked instead.
   """
   step = functools.partial(train_step, objective_fn=objective_fn)
   gradients = functools.partial(compute_gradients, objective_fn=objective_fn)
@@ -146,22 +147,40 @@ def ensemble_step_fn(objective_fn: Callable[..., tuple[jax.Array, Metrics]]):
   return ensemble_step
 
 
-def jit_ensemble_step(config: ml_collections.ConfigDict, dataset_size: int, mesh: jax.sharding.Mesh):
-  """The jitted ensemble step for `config`: state replicated, batch [S, B, ...] split over the mesh.
+# On CPU, the state is updated in place only from this size up (see `donates_state`).
+CPU_DONATION_MIN_BYTES = 32 * 2**20
 
-  The state is donated (updated in place), except for several members on CPU. With
-  one member, in-place Adam moves far less memory: MLP at batch 256, 94 against 104
-  ms per step; conv64 is unchanged. With several members, each member's update is
-  stacked into the state (see `ensemble_step_fn`), and XLA:CPU copies every
-  parameter and moment to update them in place: 3 MLP members at batch 64, 259
-  against 161 ms (benchmarks/step_breakdown.py).
+
+def donates_state(state: Any) -> bool:
+  """Whether `jit_ensemble_step` donates (updates in place) a train state like `state`.
+
+  Always on accelerators, where the state's memory matters. On CPU only for one
+  member with a state of at least CPU_DONATION_MIN_BYTES. There in-place Adam moves
+  far less memory: MLP at batch 256 (a 163 MiB state), 91.6 against 94.0 ms per step;
+  Adam alone, 12.1 against 18.7 ms. A small state gains nothing, and XLA:CPU's
+  in-place ordering costs time: conv64 (10 MiB) at batch 256, 295.1 against 277.4 ms.
+  With several members each member's update is stacked into the state (see
+  `ensemble_step_fn`), and XLA:CPU would copy every parameter and moment to update
+  them in place: 3 MLP members at batch 256, 421 against 315 ms
+  (benchmarks/step_breakdown.py).
+  `state` may hold arrays or jax.ShapeDtypeStructs.
   """
-  donate = jax.default_backend() != "cpu" or config.ensemble.num_members == 1
+  if jax.default_backend() != "cpu":
+    return True
+  leaves = jax.tree.leaves(state)
+  nbytes = sum(math.prod(leaf.shape) * jnp.dtype(leaf.dtype).itemsize for leaf in leaves)
+  return state.step.shape[0] == 1 and nbytes >= CPU_DONATION_MIN_BYTES
+
+
+def jit_ensemble_step(config: ml_collections.ConfigDict, dataset_size: int, mesh: jax.sharding.Mesh,
+                      state: TrainState):
+  """The jitted ensemble step for `config` and states like `state`: state replicated, batch
+  [S, B, ...] split over the mesh, the state donated where `donates_state(state)` says."""
   return jax.jit(
       ensemble_step_fn(make_objective_fn(config, dataset_size)),
       in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
       out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
-      donate_argnums=(0,) if donate else (),
+      donate_argnums=(0,) if donates_state(state) else (),
   )
 
 
@@ -249,7 +268,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   num_steps = config.num_train_steps
   logging.info("Training %d member(s) from step %d to %d.", config.ensemble.num_members, start_step, num_steps)
 
-  step_fn = jit_ensemble_step(config, len(train_data), mesh)
+  step_fn = jit_ensemble_step(config, len(train_data), mesh, state)
   seeds = [config.seed + m for m in range(config.ensemble.num_members)]
   stream = data_pipeline.train_stream(
       train_data, seeds, config.batch_size, start_step, num_steps,
