@@ -8,7 +8,7 @@ Runs offline (the dSprites grid is rendered procedurally, not the original file)
 evaluation over the whole 737,280-image grid (metrics.json) and the figures
 (figures/: traversal grid and GIFs, reconstructions, latent-vs-factor, MI heat map).
 See README.md for the wall time and the metrics measured on a 2-core CPU: at this
-length the model has not disentangled yet (MIG 0.024 for seed 0, Chen et al.'s
+length the model has not disentangled yet (MIG 0.044 for seed 0, Chen et al.'s
 estimator, shape excluded), so this is a check that everything runs. For
 disentanglement results over seeds see experiments/figure5_dsprites/.
 """

@@ -1,6 +1,7 @@
 """The train step and loop: exact resumption, ensembles, data parallelism, NaN handling."""
 
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +24,14 @@ def restore_params(workdir, config):
   return jax.tree.map(np.asarray, state.params), state
 
 
-def test_resume_is_exact(tmp_path, test_config):
-  """2k steps straight vs k steps, stop, and k more from the checkpoint: identical parameters."""
+@pytest.mark.parametrize("donated", [False, True], ids=["kept", "donated"])
+def test_resume_is_exact(tmp_path, test_config, monkeypatch, donated):
+  """2k steps straight vs k steps, stop, and k more from the checkpoint: identical parameters.
+
+  With the state donated (updated in place), the straight run's checkpoint at step k,
+  saved asynchronously while the next steps overwrite the state, must hold step k.
+  """
+  monkeypatch.setattr(train, "CPU_DONATION_MIN_BYTES", 0 if donated else 2**62)
   config = test_config
   config.eval.final = "none"
   config.eval.figures = False
@@ -33,6 +40,11 @@ def test_resume_is_exact(tmp_path, test_config):
   train.train_and_evaluate(config, str(tmp_path / "straight"))
   config.num_train_steps = 3
   train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  shutil.copytree(tmp_path / "straight" / "checkpoints", tmp_path / "straight_at_3" / "checkpoints")
+  shutil.rmtree(tmp_path / "straight_at_3" / "checkpoints" / "6")
+  for a, b in zip(jax.tree.leaves(restore_params(tmp_path / "straight_at_3", config)[0]),
+                  jax.tree.leaves(restore_params(tmp_path / "resumed", config)[0])):
+    np.testing.assert_array_equal(a, b)
   config.num_train_steps = 6
   results = train.train_and_evaluate(config, str(tmp_path / "resumed"))
   assert results["checkpoint_step"] == 6
