@@ -75,8 +75,9 @@ def main() -> None:
   config, dataset, model, mesh = bench.config, bench.dataset, bench.model, bench.mesh
   objective = train.make_objective_fn(config, len(dataset))
   images = dataset.images(np.random.default_rng(0).choice(len(dataset), 3 * a.batch, replace=False))
-  print(f"{a.arch}, batch {a.batch}, β-TCVAE (MWS), {jax.device_count()} {jax.default_backend()} device(s), "
-        f"malloc {a.malloc}")
+  state_mib = sum(leaf.nbytes for leaf in jax.tree.leaves(bench.state(1))) / 2**20
+  print(f"{a.arch}, batch {a.batch}, β-TCVAE (MWS), one member's train state {state_mib:.1f} MiB, "
+        f"{jax.device_count()} {jax.default_backend()} device(s), malloc {a.malloc}")
 
   def row(name: str, ms: float, images_per_call: int | None = None) -> None:
     rate = f"{images_per_call / ms * 1e3:8.0f} img/s" if images_per_call else ""
@@ -107,9 +108,10 @@ def main() -> None:
 
   for members, batch, rounds in ((1, x1, a.rounds), (3, x3, 1)):
     print("One member (median of rounds):" if members == 1 else "Three members (one model per member on CPU):")
-    times = {name: [] for name, _ in variants(bench.state(members))}
+    steps = variants(bench.state(members))
+    times = {name: [] for name, _ in steps}
     for _ in range(rounds):  # The variants alternate, so that the machine's drift hits them alike.
-      for name, fn in variants(bench.state(members)):
+      for name, fn in steps:
         times[name].append(best_step_ms(fn, bench.state(members), batch, repeats=r))
     for name, ms in times.items():
       row(name, float(np.median(ms)), members * a.batch)
