@@ -284,6 +284,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   pending = None  # (step, metrics) logged one step late so the host never waits on the device.
   last_metrics = None
   wait_time, t_start = 0.0, time.time()
+  eval_history = []  # Sub-grid evaluations during training: the learning curve in metrics.json.
   try:
     with writers.ensure_flushes(writer):
       for step in range(start_step + 1, num_steps + 1):
@@ -305,6 +306,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           _check_finite(state)
           subset = evaluate.evaluate_ensemble(config, model, state.params, dataset, mesh, full=False, seed=config.seed)
           writer.write_scalars(step, evaluate.summary_scalars(subset, "eval_subset"))
+          eval_history.append(history_entry(step, config.batch_size, time.time() - t_start, subset))
       if pending is not None:
         writer.write_scalars(pending[0], member_scalars(jax.device_get(pending[1])))
     _check_finite(state)
@@ -331,6 +333,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   payload["train"] = {k: np.asarray(v).tolist() for k, v in jax.device_get(last_metrics or {}).items()}
   payload["train_seconds"] = elapsed  # Of this invocation, which started at step resumed_from_step.
   payload["resumed_from_step"] = start_step
+  payload["eval_history"] = eval_history
   if is_chief:
     evaluate.write_metrics_json(workdir, payload)
   for m, r in enumerate(results):
@@ -338,6 +341,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                  r["mig"]["value"], r["mig"]["estimator"], ", ".join(r["mig"]["factors"]), r["mig_histogram"]["value"],
                  r["likelihood"]["elbo"], r["likelihood"]["log_px_iw"], r["elbo_decomposition"]["total_correlation"])
   return payload
+
+
+def history_entry(step: int, batch_size: int, seconds: float, evaluations: list) -> dict[str, Any]:
+  """One point of the learning curve: step, images seen per member, seconds since this
+  invocation started, and each member's sub-grid MIG (both estimators)."""
+  return {
+      "step": step, "images": step * batch_size, "seconds": seconds,
+      "mig": [r["mig"]["value"] for r in evaluations],
+      "mig_histogram": [r["mig_histogram"]["value"] for r in evaluations],
+  }
 
 
 def results_payload(config: ml_collections.ConfigDict, dataset, step: int, evaluations: list) -> dict[str, Any]:
