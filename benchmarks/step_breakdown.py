@@ -7,8 +7,8 @@ one-member step variants, the median of `--rounds` alternating rounds of that) f
   * the ensemble step of one member as train.jit_ensemble_step builds it (no vmap,
     the update vmapped over the stacked state, the state donated where
     train.donates_state says), against the same step donated or not (the other
-    way), under plain `jax.vmap`, and with the update stacked per member as for
-    several members (session 3's step);
+    way), under plain `jax.vmap`, and with the update re-stacked from the squeezed
+    state (each member's whole step stacked, as for several members);
   * the step of 3 members as training runs it (member by member on CPU, not
     donated) against the same step donated and under plain `jax.vmap`;
   * the pieces of one model's step: network forward, forward + backward, the loss
@@ -103,7 +103,7 @@ def main() -> None:
         (f"the same step, {'not donated' if donated else 'state donated'}",
          jax.jit(ensemble_step, donate_argnums=() if donated else (0,), **shardings)),
         ("the same step under jax.vmap", jax.jit(vmapped, **shardings)),
-    ] + ([("the same step, the update stacked per member, not donated", jax.jit(restacked, **shardings))]
+    ] + ([("update re-stacked from the squeezed state, not donated", jax.jit(restacked, **shardings))]
          if state.step.shape[0] == 1 else [])
 
   for members, batch, rounds in ((1, x1, a.rounds), (3, x3, 1)):

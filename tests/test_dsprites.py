@@ -5,6 +5,7 @@ import pytest
 
 from vae_jax.data import dsprites
 from vae_jax.data.dsprites import ProceduralDSprites, render_sprites
+from vae_jax.data import grid
 from vae_jax.data.grid import FactorDataset
 
 SIZES = (3, 6, 40, 32, 32)
@@ -52,6 +53,24 @@ def test_grid_size_and_factors(ds):
   np.testing.assert_allclose(np.diff(ds.factor_values[2]), 2 * np.pi / 39)
   for pos in ds.factor_values[3:]:
     np.testing.assert_allclose(pos, np.arange(32) / 31)
+
+
+def test_dataset_facts(ds):
+  assert ds.factor_value_labels == (("square", "ellipse", "heart"), None, None, None, None)
+  assert ds.factor_value_labels[0] == dsprites.SHAPE_NAMES
+  assert ds.mig_excluded_factors == ("shape",) and ds.nuisance_factors == ()
+  assert ds.procedural is True
+  assert grid.dataset_note(ds) == "procedurally generated grid, not the original dataset file"
+  # The real dSprites (TFDS) shares the spec, hence the labels and the MIG exclusion.
+  spec = dsprites.grid_spec()
+  assert spec.factor_value_labels == ds.factor_value_labels and spec.mig_excluded_factors == ("shape",)
+
+
+def test_default_mig_factors(ds):
+  assert grid.default_mig_factors(ds) == (1, 2, 3, 4)  # Shape left out, as Chen et al.
+  assert grid.default_mig_factors(ds, ("posX", "shape")) == (3, 0)  # Names: their indices, in that order.
+  with pytest.raises(ValueError, match=r"eval.mig_factors names \['colour'\]; dsprites_procedural has"):
+    grid.default_mig_factors(ds, ("colour", "shape"))
 
 
 def test_index_factor_round_trip(ds):

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
+from vae_jax.data import grid as grid_lib
 from vae_jax.data import holdout, pipeline
 from vae_jax.data.dsprites import ProceduralDSprites
-from vae_jax.data.grid import index_to_factors
+from vae_jax.data.grid import FactorDataset, GridDataset, GridSpec, index_to_factors
 
 
 class CountingGrid:
@@ -92,3 +93,67 @@ def test_dsprites_hearts():
   both = holdout.apply_holdout(dsprites, "shape=heart&posX=0:16")
   f = index_to_factors(both.holdout_indices, both.factor_sizes)
   assert len(f) == 245_760 // 2 and np.all((f[:, 0] == 2) & (f[:, 3] < 16))
+
+
+def test_holdout_forwards_the_dataset_facts():
+  dsprites = ProceduralDSprites()
+  ds = holdout.apply_holdout(dsprites, "shape=2")
+  assert isinstance(ds, FactorDataset)
+  assert ds.factor_value_labels == dsprites.factor_value_labels == (("square", "ellipse", "heart"),) + (None,) * 4
+  assert ds.mig_excluded_factors == ("shape",) and ds.nuisance_factors == () and ds.procedural is True
+  assert grid_lib.default_mig_factors(ds) == grid_lib.default_mig_factors(dsprites) == (1, 2, 3, 4)
+  assert grid_lib.dataset_note(ds) == grid_lib.dataset_note(dsprites) != ""
+  assert holdout.value_labels(ds, 0) == ("square", "ellipse", "heart") and holdout.value_labels(ds, 1) is None
+
+
+def test_datasets_without_the_facts_get_the_defaults():
+  # A duck-typed dataset lacking the attributes: no labels, nothing excluded, not procedural.
+  grid = CountingGrid()
+  ds = holdout.apply_holdout(grid, "a=1")
+  assert ds.factor_value_labels == (None, None) and ds.mig_excluded_factors == ds.nuisance_factors == ()
+  assert ds.procedural is False and grid_lib.dataset_note(ds) == grid_lib.dataset_note(grid) == ""
+  assert holdout.value_labels(grid, 0) is None and holdout.value_labels(ds, 1) is None
+  assert grid_lib.default_mig_factors(grid) == (0, 1)
+
+
+class LabelledGrid(GridDataset):
+  """A 3 × 4 × 1 GridDataset whose first factor has labels; b is a nuisance factor, a left out of the MIG."""
+
+  name = "labelled"
+  image_shape = (1, 1, 1)
+
+  def __init__(self):
+    super().__init__(GridSpec(("a", "b", "c"), (3, 4, 1), (np.arange(3.0), np.arange(4.0), np.zeros(1)),
+                              factor_value_labels=(("x", "y", "z"), None, None), mig_excluded_factors=("a",),
+                              nuisance_factors=("b",)))
+
+  def images(self, indices):
+    return np.zeros((len(indices), 1, 1, 1), np.float32)
+
+
+def test_grid_dataset_facts_come_from_the_spec():
+  ds = LabelledGrid()
+  assert isinstance(ds, FactorDataset) and ds.procedural is False
+  assert ds.factor_value_labels == (("x", "y", "z"), None, None)
+  assert ds.mig_excluded_factors == ("a",) and ds.nuisance_factors == ("b",)
+  assert grid_lib.default_mig_factors(ds) == ()  # a excluded, b a nuisance, c a single value.
+  assert grid_lib.default_mig_factors(ds, ("c", "a")) == (2, 0)
+  assert held("a=z|x", ds) == set(range(8, 12)) | set(range(0, 4))
+  held_ds = holdout.apply_holdout(ds, "a=y")
+  assert (held_ds.factor_value_labels, held_ds.mig_excluded_factors, held_ds.nuisance_factors) == (
+      ds.factor_value_labels, ds.mig_excluded_factors, ds.nuisance_factors)
+  # Without labels or exclusions the spec's defaults are per-factor None and ().
+  plain = GridSpec(("a", "b"), (2, 3), (np.arange(2.0), np.arange(3.0)))
+  assert plain.factor_value_labels == (None, None) and plain.mig_excluded_factors == plain.nuisance_factors == ()
+
+
+def test_grid_spec_checks_its_facts():
+  values = (np.arange(2.0), np.arange(3.0))
+  with pytest.raises(ValueError, match="2 values but 3 value labels"):
+    GridSpec(("a", "b"), (2, 3), values, factor_value_labels=(("x", "y", "z"), None))
+  with pytest.raises(ValueError, match="1 entries for the 2 factors"):
+    GridSpec(("a", "b"), (2, 3), values, factor_value_labels=(("x", "y"),))
+  with pytest.raises(ValueError, match=r"mig_excluded_factors \['c'\] are not factors"):
+    GridSpec(("a", "b"), (2, 3), values, mig_excluded_factors=("c",))
+  with pytest.raises(ValueError, match=r"nuisance_factors \['c'\] are not factors"):
+    GridSpec(("a", "b"), (2, 3), values, nuisance_factors=("c",))

@@ -94,6 +94,9 @@ def assert_grid(ds, builder_cls):
   assert isinstance(ds, FactorDataset)
   assert ds.factor_names == builder_cls.GRID.factor_names and ds.factor_sizes == builder_cls.GRID.factor_sizes
   assert len(ds) == builder_cls.GRID.num_images and ds.image_shape == builder_cls.IMAGE_SHAPE
+  # No labelled values, nothing left out of the MIG, read from a file (not procedural).
+  assert ds.factor_value_labels == (None,) * len(ds.factor_names) and ds.mig_excluded_factors == ()
+  assert ds.nuisance_factors == () and ds.procedural is False
   all_indices = np.arange(len(ds))
   images = ds.images(all_indices)
   assert images.dtype == np.float32 and images.min() >= 0.0 and images.max() <= 1.0

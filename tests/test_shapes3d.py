@@ -46,6 +46,14 @@ def test_grid_size_names_and_values(ds):
   np.testing.assert_allclose(ds.factor_values[5], [-30 + i * 60 / 14 for i in range(15)])
 
 
+def test_dataset_facts(ds):
+  assert ds.factor_value_labels == (None, None, None, None, ("cube", "cylinder", "sphere", "capsule"), None)
+  assert ds.factor_value_labels[4] == shapes3d.SHAPE_NAMES
+  assert ds.mig_excluded_factors == () and ds.nuisance_factors == () and ds.procedural is True
+  assert grid.default_mig_factors(ds) == (0, 1, 2, 3, 4, 5)
+  assert grid.dataset_note(ds) == "procedurally generated grid, not the original dataset file"
+
+
 def test_index_factor_round_trip(ds):
   rng = np.random.default_rng(0)
   indices = np.concatenate([[0, 1, 15, 60, 480, 4800, 48_000, 479_999], rng.integers(0, 480_000, 500)])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from vae_jax import losses, models
+from vae_jax import losses, metrics, models, objectives
 from vae_jax.data import CACHE_MODES, DATASETS, FACTORLESS_DATASETS
 
 
@@ -42,12 +42,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.init = "pytorch"
 
   c.loss = ml_collections.ConfigDict()
-  c.loss.objective = "betatcvae"  # "ae", "vae", "betavae" or "betatcvae".
+  c.loss.objective = "betatcvae"  # A module of vae_jax/objectives: "ae", "vae", "betavae", "betatcvae", ...
   c.loss.likelihood = "bernoulli"  # "bernoulli" (logits) or "gaussian" (unit variance).
-  c.loss.alpha = 1.0  # Weight of the index-code MI (β-TCVAE).
-  c.loss.beta = 6.0  # Weight of the TC (β-TCVAE) or of the whole KL (β-VAE).
-  c.loss.gamma = 1.0  # Weight of the dimension-wise KL (β-TCVAE).
   c.loss.estimator = "mws"  # "mws" or "mss" minibatch estimator of log q(z).
+  # Every objective's hyperparameters, with their defaults (β-TCVAE: alpha weighs the
+  # index-code MI, beta the TC, gamma the dimension-wise KL; β-VAE: beta the KL).
+  for name, default in objectives.all_hparams().items():
+    c.loss[name] = float(default)
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.learning_rate = 1e-3
@@ -59,17 +60,22 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_train_steps = 2000
 
   # Ensembles: num_members models trained as one vmapped program. Member m uses seed
-  # `seed + m` (initialisation, sampling and data order); betas, if not empty, gives
-  # each member its own β (length num_members).
+  # `seed + m` (initialisation, sampling and data order). ensemble.hparams.<name>, if
+  # not empty, gives each member its own value of the objective's hyperparameter
+  # (length num_members), e.g. --config.ensemble.hparams.beta="(1., 4., 8.)";
+  # ensemble.betas is the same as ensemble.hparams.beta.
   c.ensemble = ml_collections.ConfigDict()
   c.ensemble.num_members = 1
   c.ensemble.betas = ()
+  c.ensemble.hparams = ml_collections.ConfigDict({name: () for name in objectives.all_hparams()})
 
   # Evaluation: a cheap sub-grid every eval.every_steps during training (0: never), and
   # at the end eval.final: "full" (the whole dataset), "subset" (the sub-grid) or "none".
   # --mode=evaluate always evaluates the whole dataset.
   c.eval = ml_collections.ConfigDict()
   c.eval.every_steps = 0
+  # Metrics of the evaluation run: modules of vae_jax/metrics, in this order.
+  c.eval.metrics = ("mig", "mig_histogram", "elbo_decomposition", "active_units", "likelihood")
   c.eval.final = "full"
   c.eval.subset_images = 12_000  # Size bound of the sub-grid used during training.
   c.eval.batch_size = 2048
@@ -90,11 +96,26 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def member_hparams(config: ml_collections.ConfigDict) -> dict[str, tuple[float, ...]]:
+  """Each of the objective's hyperparameters per ensemble member: {name: [num_members] values}.
+
+  ensemble.hparams.<name> (or ensemble.betas for beta) if given, else loss.<name> for
+  every member.
+  """
+  num = config.ensemble.num_members
+  out = {}
+  for name in objectives.get(config.loss.objective).HPARAMS:
+    values = tuple(config.ensemble.hparams.get(name, ()))
+    if name == "beta" and config.ensemble.betas:
+      values = tuple(config.ensemble.betas)
+    out[name] = tuple(float(v) for v in values) if values else (float(config.loss[name]),) * num
+  return out
+
+
 def member_betas(config: ml_collections.ConfigDict) -> tuple[float, ...]:
-  """β of each ensemble member: config.ensemble.betas, or loss.beta for every member."""
-  if config.ensemble.betas:
-    return tuple(float(b) for b in config.ensemble.betas)
-  return (float(config.loss.beta),) * config.ensemble.num_members
+  """β of each ensemble member, for objectives with a β (else loss.beta for every member)."""
+  hparams = member_hparams(config)
+  return hparams.get("beta", (float(config.loss.beta),) * config.ensemble.num_members)
 
 
 def shrink_to_test_size(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -134,8 +155,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   check(config.model.conv_impl in ("fast", "xla"), f"model.conv_impl={config.model.conv_impl!r}; use 'fast' or 'xla'.")
   check(config.model.init in models.INITS, f"model.init={config.model.init!r}; use one of {models.INITS}.")
   check(config.model.latent_dim >= 1, f"model.latent_dim={config.model.latent_dim}; must be at least 1.")
-  check(config.loss.objective in losses.OBJECTIVES,
-        f"loss.objective={config.loss.objective!r}; use one of {losses.OBJECTIVES}.")
+  check(config.loss.objective in objectives.available(),
+        f"loss.objective={config.loss.objective!r}; use one of {objectives.available()}.")
   check(config.loss.likelihood in losses.LIKELIHOODS,
         f"loss.likelihood={config.loss.likelihood!r}; use one of {losses.LIKELIHOODS}.")
   check(config.loss.estimator in losses.ESTIMATORS,
@@ -143,10 +164,25 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   check(config.batch_size >= 2, f"batch_size={config.batch_size}; the TC estimators need at least 2.")
   check(config.num_train_steps >= 0, f"num_train_steps={config.num_train_steps}; must be non-negative.")
   check(config.ensemble.num_members >= 1, f"ensemble.num_members={config.ensemble.num_members}; must be at least 1.")
-  check(not config.ensemble.betas or len(config.ensemble.betas) == config.ensemble.num_members,
-        f"ensemble.betas has {len(config.ensemble.betas)} values but ensemble.num_members="
-        f"{config.ensemble.num_members}; give one β per member or leave betas empty.")
+  check(not config.ensemble.betas or not config.ensemble.hparams.beta,
+        "both ensemble.betas and ensemble.hparams.beta are set; give one of them.")
+  own = objectives.get(config.loss.objective).HPARAMS
+  per_member = {"betas" if name == "beta" else f"hparams.{name}": values
+                for name, values in [("beta", config.ensemble.betas), *config.ensemble.hparams.items()] if values}
+  for key, values in per_member.items():
+    name = "beta" if key == "betas" else key.split(".", 1)[1]
+    check(name in own, f"ensemble.{key} is set, but objective {config.loss.objective!r} has no hyperparameter "
+          f"{name!r} (its hyperparameters: {sorted(own) or 'none'}); leave it empty.")
+    check(len(values) == config.ensemble.num_members,
+          f"ensemble.{key} has {len(values)} values but ensemble.num_members={config.ensemble.num_members}; "
+          "give one value per member or leave it empty.")
+  for name, values in member_hparams(config).items():
+    check(all(v >= 0 for v in values), f"loss.{name} (or its per-member values) = {values}; weights must be >= 0.")
+  check(config.optimizer.learning_rate > 0, f"optimizer.learning_rate={config.optimizer.learning_rate}; must be > 0.")
+  check(config.optimizer.eps > 0, f"optimizer.eps={config.optimizer.eps}; must be > 0.")
   check(config.eval.final in ("full", "subset", "none"), f"eval.final={config.eval.final!r}; use 'full', 'subset' or 'none'.")
+  unknown = [m for m in config.eval.metrics if m not in metrics.available()]
+  check(not unknown, f"eval.metrics names {unknown}; use names from {metrics.available()}.")
   check(config.eval.every_steps >= 0, f"eval.every_steps={config.eval.every_steps}; 0 disables it.")
   for key in ("log_every_steps", "checkpoint_every_steps", "max_checkpoints_to_keep"):
     check(config[key] >= 1, f"{key}={config[key]}; must be at least 1.")

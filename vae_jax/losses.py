@@ -1,10 +1,9 @@
-"""Pure objectives: log densities, KL, total-correlation estimators, AE/VAE/β-VAE/β-TCVAE.
+"""Pure loss terms: likelihoods, KL, the total-correlation estimators, reported terms.
 
-Every objective is a pure function of the model's outputs, the batch and the
-hyperparameters, and returns (loss, metrics) where metrics are per-batch means.
-Each step reports the reconstruction term, the KL, its β-TCVAE decomposition into
-index-code MI, total correlation (TC) and dimension-wise KL, and the ELBO, whatever
-the objective optimised, so runs with different objectives can be compared.
+The objectives (vae_jax.objectives) combine these into their losses. Every step
+reports the reconstruction term, the KL, its β-TCVAE decomposition into index-code
+MI, total correlation (TC) and dimension-wise KL, and the ELBO, whatever the
+objective optimised (`batch_terms`), so runs with different objectives compare.
 
 The MI/TC/dimension-wise KL reported during training are minibatch estimates (see
 `tc_terms`); report the full-dataset decomposition from `vae_jax.evaluation` for a
@@ -19,27 +18,22 @@ from typing import Mapping
 import jax
 import jax.numpy as jnp
 
-LOG_2PI = math.log(2.0 * math.pi)
+from vae_jax.densities import LOG_2PI, log_normal, log_standard_normal  # Re-exported: public API.
+
 
 ESTIMATORS = ("mws", "mss")
-OBJECTIVES = ("ae", "vae", "betavae", "betatcvae")
 LIKELIHOODS = ("bernoulli", "gaussian")
-
-
-def log_normal(x: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
-  """Elementwise log N(x; mean, exp(log_var)); broadcasts its arguments."""
-  return -0.5 * (LOG_2PI + log_var + jnp.square(x - mean) * jnp.exp(-log_var))
-
-
-def log_standard_normal(x: jax.Array) -> jax.Array:
-  """Elementwise log N(x; 0, 1)."""
-  return -0.5 * (LOG_2PI + jnp.square(x))
 
 
 def reparameterize(rng: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
   """One sample z = μ + σ·ε, σ = exp(½ log σ²), ε ~ N(0, I); shapes [..., K]."""
   eps = jax.random.normal(rng, mean.shape, mean.dtype)
   return mean + jnp.exp(0.5 * log_var) * eps
+
+
+def gaussian_kl_per_latent(mean: jax.Array, log_var: jax.Array) -> jax.Array:
+  """Analytic KL(N(mean, exp(log_var)) || N(0, 1)) per example and latent: [B, K] -> [B, K]."""
+  return 0.5 * (jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var)
 
 
 def gaussian_kl(mean: jax.Array, log_var: jax.Array) -> jax.Array:
@@ -144,58 +138,34 @@ def reconstruction_log_likelihood(outputs: Mapping[str, jax.Array], x: jax.Array
   raise ValueError(f"Unknown likelihood {likelihood!r}; use one of {LIKELIHOODS}.")
 
 
-def objective(
+def batch_terms(
     outputs: Mapping[str, jax.Array],
     x: jax.Array,
     *,
-    kind: str,
-    likelihood: str = "bernoulli",
-    alpha: jax.Array | float = 1.0,
-    beta: jax.Array | float = 1.0,
-    gamma: jax.Array | float = 1.0,
+    likelihood: str,
     dataset_size: int,
     estimator: str = "mws",
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """The training loss (a batch mean) and the per-batch-mean metrics.
+) -> dict[str, jax.Array]:
+  """Per-example terms [B] every objective reports, from the VAE's outputs on batch x.
 
-  Args:
-    outputs: the model's outputs: "mean", "log_var", "z" [B, K] and "decoded"
-      (logits for the Bernoulli likelihood, means for the Gaussian) [B, H, W, C].
-    x: the batch [B, H, W, C] in [0, 1].
-    kind: "ae" (mean squared error of the decoded mean code, no sampling or KL),
-      "vae" (−ELBO, analytic KL), "betavae" (reconstruction + β·KL) or
-      "betatcvae" (reconstruction + α·MI + β·TC + γ·dimension-wise KL).
-    likelihood: "bernoulli" (decoded are logits) or "gaussian" (unit variance).
-    alpha, beta, gamma: the weights; scalars, possibly traced (per ensemble member).
-    dataset_size: N, for the minibatch TC estimators.
-    estimator: "mws" or "mss".
-
-  Returns:
-    (loss, metrics) with metrics: loss, reconstruction (−log p(x|z)), kl (analytic),
-    mi, tc, dimwise_kl (minibatch estimates), elbo (log p(x|z) − analytic KL) and,
-    for the AE, mse.
+  outputs: "mean", "log_var", "z" [B, K] and "decoded" [B, H, W, C] (logits for the
+  Bernoulli likelihood, means for the Gaussian). Returns log_px_z = log p(x|z),
+  reconstruction (−log p(x|z)), kl (analytic), elbo (log p(x|z) − kl) and the
+  minibatch estimates mi, tc, dimwise_kl of `tc_terms` with `estimator`.
   """
-  if kind not in OBJECTIVES:
-    raise ValueError(f"Unknown objective {kind!r}; use one of {OBJECTIVES}.")
   mean, log_var, z = outputs["mean"], outputs["log_var"], outputs["z"]
   log_px_z = reconstruction_log_likelihood(outputs, x, likelihood)
   kl = gaussian_kl(mean, log_var)
   parts = decomposition(tc_terms(z, mean, log_var, dataset_size, estimator))
-  metrics = dict(reconstruction=-log_px_z, kl=kl, elbo=log_px_z - kl, **parts)
-  if kind == "ae":
-    decoded = outputs["decoded"]
-    if likelihood == "bernoulli":
-      decoded = jax.nn.sigmoid(decoded)
-    mse = jnp.sum(jnp.square(decoded - x).reshape(x.shape[0], -1), axis=-1)
-    metrics["mse"] = mse
-    per_example = mse
-  elif kind == "vae":
-    per_example = -log_px_z + kl
-  elif kind == "betavae":
-    per_example = -log_px_z + beta * kl
-  else:
-    per_example = -log_px_z + alpha * parts["mi"] + beta * parts["tc"] + gamma * parts["dimwise_kl"]
-  metrics = {k: jnp.mean(v) for k, v in metrics.items()}
-  loss = jnp.mean(per_example)
+  return dict(log_px_z=log_px_z, reconstruction=-log_px_z, kl=kl, elbo=log_px_z - kl, **parts)
+
+
+def batch_means(per_example_loss: jax.Array, terms: Mapping[str, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """(loss, metrics): the batch means of a per-example loss [B] and of the reported terms [B].
+
+  log_px_z is left out of the metrics (it is −reconstruction); metrics["loss"] is the loss.
+  """
+  metrics = {k: jnp.mean(v) for k, v in terms.items() if k != "log_px_z"}
+  loss = jnp.mean(per_example_loss)
   metrics["loss"] = loss
   return loss, metrics

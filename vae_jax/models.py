@@ -124,22 +124,15 @@ class MLPDecoder(nn.Module):
 
 
 class VAE(nn.Module):
-  """Encoder, reparameterised sample, decoder.
-
-  With `deterministic=True` (the plain autoencoder) the code is the encoder's mean,
-  and log_var is reported as zeros so the latent metrics stay defined.
-  """
+  """Encoder, reparameterised sample, decoder. (The objective decides how codes are used:
+  the plain autoencoder, vae_jax.objectives.ae, decodes the mean.)"""
 
   encoder: nn.Module
   decoder: nn.Module
-  deterministic: bool = False
 
   def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Posterior parameters (mean, log_var) [B, K] of images x [B, H, W, C]."""
-    mean, log_var = self.encoder(x)
-    if self.deterministic:
-      log_var = jnp.zeros_like(mean)
-    return mean, log_var
+    return self.encoder(x)
 
   def decode(self, z: jax.Array) -> jax.Array:
     """Decoder output [B, H, W, C] (logits or means) for codes z [B, K]."""
@@ -148,11 +141,11 @@ class VAE(nn.Module):
   def __call__(self, x: jax.Array, rng: jax.Array) -> dict[str, jax.Array]:
     """Outputs for images x [B, H, W, C]: mean, log_var, z [B, K]; decoded [B, H, W, C]."""
     mean, log_var = self.encode(x)
-    z = mean if self.deterministic else losses.reparameterize(rng, mean, log_var)
+    z = losses.reparameterize(rng, mean, log_var)
     return dict(mean=mean, log_var=log_var, z=z, decoded=self.decode(z))
 
 
-def create_model(model_config: ml_collections.ConfigDict, image_shape: tuple[int, int, int], objective: str) -> VAE:
+def create_model(model_config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) -> VAE:
   """The VAE for `model_config` (architecture, latent_dim, conv_impl, mlp_width, init) and image shape."""
   arch = model_config.architecture
   if arch == "conv64":
@@ -166,4 +159,4 @@ def create_model(model_config: ml_collections.ConfigDict, image_shape: tuple[int
     decoder = MLPDecoder(tuple(image_shape), hidden=(width, width, width), init=model_config.init)
   else:
     raise ValueError(f"Unknown model.architecture {arch!r}; use one of {ARCHITECTURES}.")
-  return VAE(encoder=encoder, decoder=decoder, deterministic=objective == "ae")
+  return VAE(encoder=encoder, decoder=decoder)

@@ -16,113 +16,78 @@ import os
 import time
 from typing import Any, Callable, Mapping
 
-import flax
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 from absl import logging
-from flax.training import train_state
 
-from vae_jax import checkpoints, configlib, evaluate, host_memory, losses, models, parallel, writers
+from vae_jax import checkpoints, configlib, evaluate, host_memory, objectives, parallel, rundir, writers
+from vae_jax import state as state_lib
 from vae_jax.data import get_dataset, holdout
 from vae_jax.data import pipeline as data_pipeline
 
 Metrics = dict[str, jax.Array]
 
 
-class TrainState(train_state.TrainState):
-  """Flax's TrainState plus what makes a step reproducible and reportable.
-
-  rng: the member's base key; step t samples with fold_in(rng, t).
-  hparams: the objective's weights {"alpha", "beta", "gamma"} (per member in an ensemble).
-  nonfinite_step: −1, or the first step whose loss was NaN or Inf.
-  """
-
-  rng: jax.Array
-  hparams: Mapping[str, jax.Array]
-  nonfinite_step: jax.Array
+TrainState = state_lib.TrainState
 
 
 class NonFiniteLossError(FloatingPointError):
   """The loss became NaN or Inf; the run stops without saving the broken state."""
 
 
-def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam with the config's learning rate and moments."""
-  o = config.optimizer
-  return optax.adam(o.learning_rate, b1=o.b1, b2=o.b2, eps=o.eps)
+@dataclasses.dataclass(frozen=True)
+class StepSpec:
+  """What a train step needs besides the state: the objective, the VAE's apply function
+  and one optimiser per network of the objective."""
+
+  objective: objectives.Objective
+  apply_fn: Callable
+  optimizers: Mapping[str, optax.GradientTransformation]
 
 
-def create_train_state(
-    model: models.VAE,
-    optimizer: optax.GradientTransformation,
-    image_shape: tuple[int, int, int],
-    seed: jax.Array,
-    hparams: Mapping[str, jax.Array],
-) -> TrainState:
-  """One member's initial state: parameters from `seed`, step 0, its hyperparameters."""
-  init_rng, state_rng = jax.random.split(jax.random.PRNGKey(seed))
-  dummy = jnp.zeros((1, *image_shape), jnp.float32)
-  params = model.init(init_rng, dummy, init_rng)["params"]
-  return TrainState.create(
-      apply_fn=model.apply,
-      params=params,
-      tx=optimizer,
-      rng=state_rng,
-      hparams={k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()},
-      nonfinite_step=jnp.asarray(-1, jnp.int32),
-  )
+def compute_gradients(state: TrainState, batch: jax.Array, rng: jax.Array, *,
+                      spec: StepSpec) -> tuple[dict[str, Any], jax.Array, Metrics]:
+  """Each network's gradients of its own loss for one model on batch [B, H, W, C].
 
-
-def compute_gradients(
-    state: TrainState,
-    batch: jax.Array,
-    rng: jax.Array,
-    *,
-    objective_fn: Callable[..., tuple[jax.Array, Metrics]],
-) -> tuple[Any, jax.Array, Metrics]:
-  """The loss's gradients for one model on batch [B, H, W, C]: (grads like params, loss [], metrics).
-
-  `objective_fn(outputs, x, alpha=, beta=, gamma=)` is `losses.objective` with the
-  objective's static settings bound.
+  Returns (grads {network: tree like params[network]}, the sum of the losses [],
+  metrics). Each loss is differentiated only w.r.t. the network it updates; the other
+  networks' parameters enter it as constants.
   """
+  grads, metrics, total = {}, {}, 0.0
+  for name in spec.objective.NETWORKS:
 
-  def loss_fn(params):
-    outputs = state.apply_fn({"params": params}, batch, rng)
-    return objective_fn(outputs, batch, **state.hparams)
+    def loss_fn(own, name=name):
+      params = {**state.params, name: own}
+      return spec.objective.loss(name, params, batch, rng, state.hparams, state.step, spec.apply_fn)
 
-  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  return grads, loss, metrics
+    (loss, network_metrics), grads[name] = jax.value_and_grad(loss_fn, has_aux=True)(state.params[name])
+    metrics.update(network_metrics)
+    total = total + loss
+  return grads, total, metrics
 
 
-def apply_gradients(state: TrainState, grads: Any, loss: jax.Array) -> TrainState:
-  """One optimiser update of one model, recording the step if `loss` is NaN or Inf.
+def apply_gradients(state: TrainState, grads: Mapping[str, Any], loss: jax.Array, *,
+                    optimizers: Mapping[str, optax.GradientTransformation]) -> TrainState:
+  """One optimiser update of every network of one model, recording the step if `loss` is NaN or Inf.
 
   Steps are numbered from 1: the state after step t has state.step == t.
   """
   first_bad = jnp.where((state.nonfinite_step < 0) & ~jnp.isfinite(loss), state.step + 1, state.nonfinite_step)
-  return state.apply_gradients(grads=grads).replace(nonfinite_step=first_bad.astype(jnp.int32))
+  return state.apply_updates(grads, optimizers).replace(nonfinite_step=first_bad.astype(jnp.int32))
 
 
-def train_step(
-    state: TrainState,
-    batch: jax.Array,
-    rng: jax.Array,
-    *,
-    objective_fn: Callable[..., tuple[jax.Array, Metrics]],
-) -> tuple[TrainState, Metrics]:
-  """One optimiser step of one model on batch [B, H, W, C]; returns (state, metrics).
-
-  `objective_fn(outputs, x, alpha=, beta=, gamma=)` is `losses.objective` with the
-  objective's static settings bound.
-  """
-  grads, loss, metrics = compute_gradients(state, batch, rng, objective_fn=objective_fn)
-  return apply_gradients(state, grads, loss), metrics
+def train_step(state: TrainState, batch: jax.Array, rng: jax.Array, *, spec: StepSpec) -> tuple[TrainState, Metrics]:
+  """One optimiser step of one model on batch [B, H, W, C]; returns (state, metrics)."""
+  grads, loss, metrics = compute_gradients(state, batch, rng, spec=spec)
+  return apply_gradients(state, grads, loss, optimizers=spec.optimizers), metrics
 
 
-def ensemble_step_fn(objective_fn: Callable[..., tuple[jax.Array, Metrics]]):
+def ensemble_step_fn(spec: StepSpec):
   """train_step over the ensemble axis: (state [S], batch [S, B, ...]) -> (state, metrics [S]).
 
   Members go through `parallel.vmap_members` (member by member on CPU). A single
@@ -130,19 +95,20 @@ def ensemble_step_fn(objective_fn: Callable[..., tuple[jax.Array, Metrics]]):
   being elementwise, is vmapped over the stacked state itself: XLA:CPU then fuses
   Adam over the state's own buffers instead of recomputing the moments inside the
   parameter update, as it does when the squeezed update is re-stacked (MLP at batch
-  256, neither donated: 94.0 against 98.3 ms per step, benchmarks/step_breakdown.py).
-  With several members unrolled, stacking their gradients first would copy them, so
-  each member's update is stacked instead.
+  256, neither donated: 94.0 against 98.3 ms per step, benchmarks/step_breakdown.py,
+  this project's 2-core CPU). With several members unrolled, stacking their gradients
+  first would copy them, so each member's update is stacked instead.
   """
-  step = functools.partial(train_step, objective_fn=objective_fn)
-  gradients = functools.partial(compute_gradients, objective_fn=objective_fn)
+  step = functools.partial(train_step, spec=spec)
+  gradients = functools.partial(compute_gradients, spec=spec)
+  update = functools.partial(apply_gradients, optimizers=spec.optimizers)
 
   def ensemble_step(state: TrainState, batch: jax.Array) -> tuple[TrainState, Metrics]:
     rngs = jax.vmap(jax.random.fold_in)(state.rng, state.step)
     if state.step.shape[0] > 1:
       return parallel.vmap_members(step)(state, batch, rngs)
     grads, loss, metrics = parallel.vmap_members(gradients)(state, batch, rngs)
-    return jax.vmap(apply_gradients)(state, grads, loss), metrics
+    return jax.vmap(update)(state, grads, loss), metrics
 
   return ensemble_step
 
@@ -171,43 +137,15 @@ def donates_state(state: Any) -> bool:
   return state.step.shape[0] == 1 and nbytes >= CPU_DONATION_MIN_BYTES
 
 
-def jit_ensemble_step(config: ml_collections.ConfigDict, dataset_size: int, mesh: jax.sharding.Mesh,
-                      state: TrainState):
-  """The jitted ensemble step for `config` and states like `state`: state replicated, batch
-  [S, B, ...] split over the mesh, the state donated where `donates_state(state)` says."""
+def jit_ensemble_step(spec: StepSpec, mesh: jax.sharding.Mesh, state: TrainState):
+  """The jitted ensemble step for states like `state`: state replicated, batch [S, B, ...]
+  split over the mesh, the state donated where `donates_state(state)` says."""
   return jax.jit(
-      ensemble_step_fn(make_objective_fn(config, dataset_size)),
+      ensemble_step_fn(spec),
       in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
       out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
       donate_argnums=(0,) if donates_state(state) else (),
   )
-
-
-def make_objective_fn(config: ml_collections.ConfigDict, dataset_size: int):
-  """`losses.objective` with the config's static settings bound."""
-  return functools.partial(
-      losses.objective,
-      kind=config.loss.objective,
-      likelihood=config.loss.likelihood,
-      dataset_size=dataset_size,
-      estimator=config.loss.estimator,
-  )
-
-
-def create_ensemble_state(
-    config: ml_collections.ConfigDict, model: models.VAE, image_shape: tuple[int, int, int]
-) -> TrainState:
-  """The ensemble's initial state: every leaf has a leading axis of num_members."""
-  num_members = config.ensemble.num_members
-  seeds = jnp.arange(num_members) + config.seed
-  hparams = dict(
-      alpha=jnp.full((num_members,), config.loss.alpha, jnp.float32),
-      beta=jnp.asarray(configlib.member_betas(config), jnp.float32),
-      gamma=jnp.full((num_members,), config.loss.gamma, jnp.float32),
-  )
-  optimizer = create_optimizer(config)
-  init = functools.partial(create_train_state, model, optimizer, image_shape)
-  return jax.jit(jax.vmap(init))(seeds, hparams)
 
 
 def member_scalars(metrics: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -235,7 +173,7 @@ def _check_finite(state: TrainState) -> None:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains (resuming from workdir's latest checkpoint) and returns the final metrics.
+  """Trains (resuming from workdir's latest checkpoint) and returns the final metrics.json record.
 
   Writes workdir/config.json, checkpoints/, TensorBoard events and metrics.json.
   """
@@ -245,14 +183,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   parallel.initialize(config.multi_host)
   is_chief = jax.process_index() == 0
   if is_chief:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json(indent=2))
+    rundir.write_config(workdir, config)
 
   dataset = get_dataset(config.data)
   train_data = holdout.apply_holdout(dataset, config.data.holdout)  # Evaluation keeps the whole grid.
-  model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
+  model, objective, optimizers, state = rundir.build(config, dataset, len(train_data))
   mesh = parallel.create_mesh()
-  state = create_ensemble_state(config, model, dataset.image_shape)
   state = jax.device_put(state, parallel.replicated(mesh))
 
   ckpt = checkpoints.Checkpointer(
@@ -267,7 +203,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   num_steps = config.num_train_steps
   logging.info("Training %d member(s) from step %d to %d.", config.ensemble.num_members, start_step, num_steps)
 
-  step_fn = jit_ensemble_step(config, len(train_data), mesh, state)
+  step_fn = jit_ensemble_step(StepSpec(objective, model.apply, optimizers), mesh, state)
   seeds = [config.seed + m for m in range(config.ensemble.num_members)]
   stream = data_pipeline.train_stream(
       train_data, seeds, config.batch_size, start_step, num_steps,
@@ -275,9 +211,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       process_index=jax.process_index(), process_count=jax.process_count(),
   )
 
+  def evaluate_now(full: bool) -> list[rundir.MemberResults]:
+    return evaluate.evaluate_ensemble(config.eval, model, objective, state.params["vae"], dataset, mesh, full=full,
+                                      seed=config.seed)
+
   writer = writers.create_writer(workdir, just_logging=not is_chief, asynchronous=True)
   if start_step == 0:
-    writer.write_hparams(member_scalars({"beta": np.asarray(configlib.member_betas(config))}) | {
+    writer.write_hparams(member_scalars({k: np.asarray(v) for k, v in configlib.member_hparams(config).items()}) | {
         "batch_size": config.batch_size, "latent_dim": config.model.latent_dim,
         "num_members": config.ensemble.num_members})
   progress = writers.report_progress(num_steps, writer, config.log_every_steps)
@@ -304,7 +244,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           ckpt.save(step, state, force=step == num_steps)
         if config.eval.every_steps and step % config.eval.every_steps == 0 and step != num_steps:
           _check_finite(state)
-          subset = evaluate.evaluate_ensemble(config, model, state.params, dataset, mesh, full=False, seed=config.seed)
+          subset = evaluate_now(full=False)
           writer.write_scalars(step, evaluate.summary_scalars(subset, "eval_subset"))
           eval_history.append(history_entry(step, config.batch_size, time.time() - t_start, subset))
       if pending is not None:
@@ -317,57 +257,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   logging.info("Trained %d steps in %.1f s (%.1f%% waiting for input).", trained, elapsed,
                100 * wait_time / max(elapsed, 1e-9))
 
-  results = []
+  evaluations = []
   if config.eval.final != "none" and num_steps > 0:
     full = config.eval.final == "full"
-    results = evaluate.evaluate_ensemble(config, model, state.params, dataset, mesh, full=full, seed=config.seed)
-    writer.write_scalars(num_steps, evaluate.summary_scalars(results, "eval_full" if full else "eval_subset"))
+    evaluations = evaluate_now(full=full)
+    writer.write_scalars(num_steps, evaluate.summary_scalars(evaluations, "eval_full" if full else "eval_subset"))
   if config.eval.figures and num_steps > 0:
-    from vae_jax import visualize  # matplotlib is only needed here.
+    from vae_jax import figures  # matplotlib is only needed here.
 
     for m in range(config.ensemble.num_members):
-      visualize.write_figures(config, model, state.params, train_data, workdir, member=m, step=num_steps,
-                              mi=results[m]["mig"] if results else None, writer=writer)
+      figures.write_figures(config, model, objective, state.params["vae"], train_data, workdir, member=m,
+                            step=num_steps, mi=evaluations[m].metrics.get("mig") if evaluations else None,
+                            writer=writer)
   writer.flush()
-  payload = results_payload(config, dataset, num_steps, results)
-  payload["train"] = {k: np.asarray(v).tolist() for k, v in jax.device_get(last_metrics or {}).items()}
-  payload["train_seconds"] = elapsed  # Of this invocation, which started at step resumed_from_step.
-  payload["resumed_from_step"] = start_step
-  payload["eval_history"] = eval_history
+  results = rundir.run_results(config, dataset, num_steps, evaluations)
+  results.train = {k: np.asarray(v).tolist() for k, v in jax.device_get(last_metrics or {}).items()}
+  results.train_seconds = elapsed  # Of this invocation, which started at step resumed_from_step.
+  results.resumed_from_step = start_step
+  results.eval_history = eval_history
   if is_chief:
-    evaluate.write_metrics_json(workdir, payload)
-  for m, r in enumerate(results):
-    logging.info("Member %d: MIG %.3f (%s; %s), histogram MIG %.3f, ELBO %.1f, log p(x) >= %.1f, TC %.2f.", m,
-                 r["mig"]["value"], r["mig"]["estimator"], ", ".join(r["mig"]["factors"]), r["mig_histogram"]["value"],
-                 r["likelihood"]["elbo"], r["likelihood"]["log_px_iw"], r["elbo_decomposition"]["total_correlation"])
-  return payload
+    rundir.write_metrics(workdir, results)
+  for r in evaluations:
+    logging.info("Member %d: %s.", r.member, evaluate.log_line(r))
+  return results.to_json()
 
 
 def history_entry(step: int, batch_size: int, seconds: float, evaluations: list) -> dict[str, Any]:
   """One point of the learning curve: step, images seen per member, seconds since this
-  invocation started, and each member's sub-grid MIG (both estimators)."""
-  return {
-      "step": step, "images": step * batch_size, "seconds": seconds,
-      "mig": [r["mig"]["value"] for r in evaluations],
-      "mig_histogram": [r["mig_histogram"]["value"] for r in evaluations],
-  }
-
-
-def results_payload(config: ml_collections.ConfigDict, dataset, step: int, evaluations: list) -> dict[str, Any]:
-  """The metrics.json record: what was trained, on what, and each member's evaluation."""
-  betas = configlib.member_betas(config)
-  return {
-      "checkpoint_step": step,
-      "dataset": dataset.name,
-      "dataset_note": "procedurally generated grid, not the original dataset file"
-                      if dataset.name.endswith("_procedural") else "",
-      "objective": config.loss.objective,
-      "estimator": config.loss.estimator,
-      "architecture": config.model.architecture,
-      "holdout": config.data.holdout,
-      "members": [
-          {"member": m, "seed": config.seed + m, "beta": betas[m], **(evaluations[m] if evaluations else {})}
-          for m in range(config.ensemble.num_members)
-      ],
-  }
-
+  invocation started, and each member's scalars of the sub-grid evaluation."""
+  entry = {"step": step, "images": step * batch_size, "seconds": seconds}
+  for r in evaluations:
+    for k, v in evaluate.member_scalars(r).items():
+      entry.setdefault(k, []).append(v)
+  return entry

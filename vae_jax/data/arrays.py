@@ -75,10 +75,13 @@ class ArrayGrid(GridDataset):
     name: the data.name that selects it, e.g. "shapes3d".
     spec: the factor grid (names, sizes, values).
     factor_names, factor_sizes, factor_values: the spec's, for the protocol.
+    factor_value_labels, mig_excluded_factors: the spec's (see FactorDataset).
     image_shape: (H, W, C) of one image.
     nuisance_factors: names of factors that are part of the grid (so that every
       index has one image) but are not generative factors to be disentangled
-      (SmallNORB's instance); metrics leave them out by default.
+      (SmallNORB's instance); metrics leave them out by default. The spec's, then
+      those passed to the constructor.
+    procedural: False (the pixels come from a dataset file).
     source: a line on where the pixels come from (for metrics.json and logs).
   """
 
@@ -107,7 +110,7 @@ class ArrayGrid(GridDataset):
     super().__init__(spec)
     self.name = name
     self.image_shape = tuple(int(s) for s in image_shape)
-    self.nuisance_factors = tuple(nuisance_factors)
+    self.nuisance_factors = spec.nuisance_factors + tuple(n for n in nuisance_factors if n not in spec.nuisance_factors)
     self.source = source
     self.packed = packed
     self._array = array
@@ -160,12 +163,17 @@ class ArrayImages:
   Attributes:
     name, image_shape, source: as for ArrayGrid.
     attribute_names: names of the columns of `attributes`.
+    factor_value_labels, mig_excluded_factors, nuisance_factors: () (no factors).
+    procedural: False.
   """
 
   factor_names: tuple[str, ...] = ()
   factor_sizes: tuple[int, ...] = ()
   factor_values: tuple[np.ndarray, ...] = ()
+  factor_value_labels: tuple[tuple[str, ...] | None, ...] = ()
+  mig_excluded_factors: tuple[str, ...] = ()
   nuisance_factors: tuple[str, ...] = ()
+  procedural = False
   has_factors = False
 
   def __init__(self, name: str, array: np.ndarray, attributes: np.ndarray, attribute_names: Sequence[str],

@@ -97,8 +97,13 @@ _CHUNK = 256  # Sprites per vectorised step: keeps the temporaries (~n*32*32*4 B
 
 
 def grid_spec() -> GridSpec:
-  """The dSprites factor grid: names, sizes [5] and values (tuple of 5 arrays)."""
-  return GridSpec(FACTOR_NAMES, FACTOR_SIZES, FACTOR_VALUES)
+  """The dSprites factor grid (procedural and real): names, sizes [5], values (5 arrays) and facts.
+
+  Shape's values are labelled SHAPE_NAMES; shape is categorical and left out of Chen
+  et al.'s MIG by default, as they do.
+  """
+  return GridSpec(FACTOR_NAMES, FACTOR_SIZES, FACTOR_VALUES,
+                  factor_value_labels=(SHAPE_NAMES, None, None, None, None), mig_excluded_factors=("shape",))
 
 
 def _inside_square(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -208,11 +213,13 @@ class ProceduralDSprites(GridDataset):
   """Procedural dSprites: 737,280 binary 64x64 images over the real dataset's factor grid.
 
   Deterministic and stateless: every call draws the requested sprites from scratch.
-  Implements vae_jax.data.grid.FactorDataset.
+  Implements vae_jax.data.grid.FactorDataset (procedural; shape labelled and left out
+  of Chen's MIG by default, see grid_spec).
   """
 
   name = "dsprites_procedural"
   image_shape = (IMAGE_SIZE, IMAGE_SIZE, 1)
+  procedural = True
 
   def __init__(self):
     super().__init__(grid_spec())

@@ -8,8 +8,9 @@ A holdout spec names grid cells to leave out of training:
     value   := index | start ":" stop | label
 
 `index` is a factor-value index (0-based, as in the grid), `start:stop` a half-open
-range of indices, and `label` a category name where the dataset has them (dSprites'
-shape: square, ellipse, heart; 3dshapes' shape: cube, cylinder, sphere, capsule).
+range of indices, and `label` a category name where the dataset has them (its
+factor_value_labels; dSprites' shape: square, ellipse, heart; 3dshapes' shape: cube,
+cylinder, sphere, capsule).
 Examples on dSprites (factors shape, scale, orientation, posX, posY):
 
     "shape=2"              hearts                          (245,760 images held out)
@@ -20,8 +21,9 @@ Examples on dSprites (factors shape, scale, orientation, posX, posY):
 
 `apply_holdout(dataset, spec)` returns a `HoldoutDataset`: its len() and images(i)
 cover the kept images only (i in [0, len), as the training stream asks), while its
-name, factor_names, factor_sizes, factor_values and image_shape are the full grid's
-and `full` is the full dataset, which evaluation (always over the whole grid) uses.
+name, factor attributes (names, sizes, values, value labels, MIG-excluded and
+nuisance factors), image_shape and procedural flag are the full grid's, and `full`
+is the full dataset, which evaluation (always over the whole grid) uses.
 """
 
 from __future__ import annotations
@@ -31,20 +33,14 @@ import numpy as np
 
 from vae_jax.data.grid import FactorDataset, index_to_factors
 
-# Names of the values of categorical factors, per dataset name prefix and factor name.
-_VALUE_LABELS = {
-    ("dsprites", "shape"): ("square", "ellipse", "heart"),
-    ("shapes3d", "shape"): ("cube", "cylinder", "sphere", "capsule"),
-}
-
 
 def value_labels(dataset: FactorDataset, factor: int) -> tuple[str, ...] | None:
-  """Names of factor `factor`'s values (e.g. dSprites' shapes), or None if it has none."""
-  for (prefix, name), labels in _VALUE_LABELS.items():
-    if dataset.name.startswith(prefix) and dataset.factor_names[factor] == name:
-      if len(labels) == dataset.factor_sizes[factor]:
-        return labels
-  return None
+  """Names of factor `factor`'s values (dataset.factor_value_labels[factor], e.g. dSprites' shapes), or None.
+
+  A dataset without the attribute has no labels.
+  """
+  labels = tuple(getattr(dataset, "factor_value_labels", ()))
+  return labels[factor] if factor < len(labels) else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +123,9 @@ class HoldoutDataset:
     kept_indices: sorted full-grid indices [n_kept] of the training images.
     holdout_indices: sorted full-grid indices [n_held] of the held-out images.
     name, factor_names, factor_sizes, factor_values, image_shape: the full grid's.
+    factor_value_labels, mig_excluded_factors, nuisance_factors, procedural: the full
+      grid's (their defaults where it lacks them: no labels, no factor excluded, not
+      procedural).
   """
 
   def __init__(self, dataset: FactorDataset, spec: str):
@@ -144,6 +143,10 @@ class HoldoutDataset:
     self.factor_sizes = tuple(dataset.factor_sizes)
     self.factor_values = tuple(dataset.factor_values)
     self.image_shape = tuple(dataset.image_shape)
+    self.factor_value_labels = tuple(getattr(dataset, "factor_value_labels", ())) or (None,) * len(self.factor_names)
+    self.mig_excluded_factors = tuple(getattr(dataset, "mig_excluded_factors", ()))
+    self.nuisance_factors = tuple(getattr(dataset, "nuisance_factors", ()))
+    self.procedural = bool(getattr(dataset, "procedural", False))
 
   def __len__(self) -> int:
     return int(self.kept_indices.shape[0])

@@ -80,7 +80,10 @@ _T_EPS = 1e-6
 
 
 def grid_spec() -> GridSpec:
-  """The 3dshapes factor grid: names, sizes and values (as in the real labels)."""
+  """The 3dshapes factor grid (procedural and real): names, sizes [6], values (as in the real labels).
+
+  Shape's values are labelled SHAPE_NAMES; every factor counts in Chen et al.'s MIG.
+  """
   values = (
       np.linspace(0.0, 1.0, 10, endpoint=False),  # floor_hue
       np.linspace(0.0, 1.0, 10, endpoint=False),  # wall_hue
@@ -89,7 +92,8 @@ def grid_spec() -> GridSpec:
       np.arange(4, dtype=np.float64),  # shape
       np.linspace(-30.0, 30.0, 15),  # orientation, degrees
   )
-  return GridSpec(FACTOR_NAMES, FACTOR_SIZES, values)
+  labels = tuple(SHAPE_NAMES if name == "shape" else None for name in FACTOR_NAMES)
+  return GridSpec(FACTOR_NAMES, FACTOR_SIZES, values, factor_value_labels=labels)
 
 
 def hue_to_rgb(hue: np.ndarray) -> np.ndarray:
@@ -287,6 +291,7 @@ class ProceduralShapes3D(GridDataset):
 
   name = "shapes3d_procedural"
   image_shape = (IMAGE_SIZE, IMAGE_SIZE, 3)
+  procedural = True
 
   def __init__(self, supersample: int = 3):
     super().__init__(grid_spec())

@@ -92,13 +92,15 @@ class GridSource:
     name: the data.name, e.g. "shapes3d".
     make_builder: data_dir -> the TFDS DatasetBuilder holding the examples.
     splits: the TFDS splits that together hold every grid cell once.
-    spec: the grid's factor names, sizes and values.
+    spec: the grid's factor names, sizes and values, and its facts (value labels,
+      MIG-excluded factors; see grid.FactorDataset), which the ArrayGrid carries.
     label_keys: per factor, the TFDS feature holding its index (a ClassLabel).
     image_shape: (H, W, C) of a grid image.
     transform: a TensorFlow function from one decoded TFDS image to a uint8 image of
       `image_shape`; None if the TFDS image already has that shape.
     packed: cache binary images as bits (dSprites).
-    nuisance_factors: grid factors that are not to be disentangled.
+    nuisance_factors: grid factors that are not to be disentangled (the ArrayGrid's
+      nuisance_factors are the spec's and these).
     origin: a line on where the data comes from, for error messages.
     check_manual_files: for datasets built from manually placed files, a function
       (manual_dir, data_dir) that raises DatasetFileError unless they are all there.

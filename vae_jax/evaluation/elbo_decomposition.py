@@ -10,7 +10,7 @@ q(z) = (1/N) Σ_n q(z | x_n) over all N posteriors:
 The joint log q(z) is a K-dimensional mixture: its Gaussian log-density is a quadratic
 form in z, so S × N of them are one matrix product (float64, chunked over N, jitted),
 followed by a running logsumexp. The marginals q(z_j) are one-dimensional mixtures and
-reuse mig.py's fast binned evaluation.
+use the fast binned evaluation of `vae_jax.evaluation.mixture`.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vae_jax.densities import LOG_2PI
+from vae_jax.densities import log_normal
+from vae_jax.densities import log_standard_normal
 # Explicit names: the package rebinds the attribute `mig` to the function of that name.
-from vae_jax.evaluation.mig import _as_posteriors
-from vae_jax.evaluation.mig import _log_normal
+from vae_jax.evaluation.mig import as_posteriors
 from vae_jax.evaluation.mig import draw_points
-from vae_jax.evaluation.mig import exact_log_mixture
-from vae_jax.evaluation.mig import mixture_sums_1d
-
-_LOG_2PI = math.log(2.0 * math.pi)
+from vae_jax.evaluation.mixture import exact_log_mixture
+from vae_jax.evaluation.mixture import mixture_sums_1d
 
 
 @functools.partial(jax.jit, static_argnames=("chunk",))
@@ -38,7 +38,7 @@ def _joint_log_sum_chunked(points, mu, log_var, valid, chunk):
   k = mu.shape[1]
   prec = jnp.exp(-log_var)
   coef = jnp.concatenate([-0.5 * prec, mu * prec], axis=1)  # [M, 2K] against [z², z]
-  const = -0.5 * (k * _LOG_2PI + jnp.sum(log_var + mu * mu * prec, axis=1))
+  const = -0.5 * (k * LOG_2PI + jnp.sum(log_var + mu * mu * prec, axis=1))
   const = jnp.where(valid, const, -jnp.inf)
   feats = jnp.concatenate([points * points, points], axis=1)  # [T, 2K]
 
@@ -128,16 +128,16 @@ def elbo_decomposition_terms(mean, log_var, dataset_size=None, *, num_samples=10
     KL(q(z_j|x_n) ‖ N(0, 1)) averaged over all N; "kl_analytic" (its sum);
     "num_samples", "dataset_size".
   """
-  mean, log_var = _as_posteriors(mean, log_var)
+  mean, log_var = as_posteriors(mean, log_var)
   n, k = mean.shape
   dataset_size = n if dataset_size is None else int(dataset_size)
   if dataset_size < n or (dataset_size > n and n < 2):
     raise ValueError(f"dataset_size {dataset_size} must be >= N = {n} (and N >= 2 when larger).")
   points, indices = draw_points(mean, log_var, samples=samples, num_samples=num_samples, key=key)
 
-  log_own = _log_normal(points, mean[indices], log_var[indices])  # [S, K]
+  log_own = log_normal(points, mean[indices], log_var[indices])  # [S, K]
   log_qz_given_x = log_own.sum(axis=1)
-  log_pz = _log_normal(points, 0.0, 0.0).sum(axis=1)
+  log_pz = log_standard_normal(points).sum(axis=1)
 
   if marginals == "fast":
     log_sums = np.empty_like(points)

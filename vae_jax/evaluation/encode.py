@@ -20,11 +20,20 @@ from vae_jax.data import pipeline as data_pipeline
 from vae_jax.data.grid import FactorDataset
 
 
-def make_encode_fn(model, mesh) -> Callable:
-  """jit((params [S, ...], x [B, H, W, C]) -> (mean, log_var) [S, B, K]) over the mesh."""
+def model_encoder(model) -> Callable:
+  """(params, x [B, H, W, C]) -> (mean, log_var) [B, K] of a VAE module's encoder."""
+  return lambda params, x: model.apply({"params": params}, x, method="encode")
+
+
+def make_encode_fn(encoder: Callable, mesh) -> Callable:
+  """jit((params [S, ...], x [B, H, W, C]) -> (mean, log_var) [S, B, K]) over the mesh.
+
+  encoder(params, x) -> (mean, log_var) [B, K] encodes with one member's parameters
+  (e.g. `Objective.encode` bound to the model, or `model_encoder(model)`).
+  """
 
   def encode(params, x):
-    return parallel.vmap_members(lambda p: model.apply({"params": p}, x, method=model.encode))(params)
+    return parallel.vmap_members(lambda p: encoder(p, x))(params)
 
   return jax.jit(
       encode,
@@ -34,7 +43,7 @@ def make_encode_fn(model, mesh) -> Callable:
 
 
 def encode_dataset(
-    model,
+    encoder: Callable,
     params,
     dataset: FactorDataset,
     mesh,
@@ -46,7 +55,8 @@ def encode_dataset(
   """Posterior (mean, log_var), each [S, n, K] float32, of dataset[indices] in that order.
 
   Args:
-    model: the VAE module; params: its parameters with a leading ensemble axis S.
+    encoder: (params, x) -> (mean, log_var) of one member (see `make_encode_fn`);
+      params: the parameters with a leading ensemble axis S.
     dataset: the grid; indices: flat indices [n] (default: the whole grid, in order).
     mesh: the device mesh; batch_size is rounded up to a multiple of its size.
     progress: show a progress bar.
@@ -57,7 +67,7 @@ def encode_dataset(
   devices = mesh.devices.size
   batch_size = int(math.ceil(batch_size / devices) * devices)
   num_batches = int(math.ceil(len(indices) / batch_size))
-  encode = make_encode_fn(model, mesh)
+  encode = make_encode_fn(encoder, mesh)
 
   def render(i: int) -> np.ndarray:
     chunk = indices[i * batch_size : (i + 1) * batch_size]

@@ -1,0 +1,211 @@
+"""A run on disk: its results schema, atomic JSON files and restoring its latest state.
+
+Below training, evaluation, the figures, downstream tasks, sweeps and reports: all of
+them read and write a workdir through this module.
+
+    workdir/config.json  checkpoints/  metrics.json  events.out.tfevents.*  figures/
+
+metrics.json (and a sweep's results.json, which adds provenance) is a `RunResults`:
+what was trained, on what, and one `MemberResults` per ensemble member holding every
+evaluated metric under its registered name (vae_jax.metrics).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+
+from vae_jax import checkpoints, configlib, models, objectives, parallel, state as state_lib
+from vae_jax.data import get_dataset, holdout as holdout_lib
+from vae_jax.data.grid import FactorDataset, dataset_note
+
+METRICS_NAME = "metrics.json"
+CONFIG_NAME = "config.json"
+
+
+def write_json_atomic(path: str, payload: dict[str, Any]) -> None:
+  """Writes `payload` to `path` so that a reader sees the old file or the whole new one."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(payload, f, indent=2, sort_keys=True)
+  os.replace(path + ".tmp", path)
+
+
+@dataclasses.dataclass
+class MemberResults:
+  """One ensemble member's evaluation.
+
+  metrics: {metric name: its result dict} (e.g. "mig": {"value", "factors", ...});
+  images / subgrid_sizes: what was evaluated (the grid or a sub-grid of it).
+  """
+
+  member: int
+  seed: int
+  hparams: dict[str, float]
+  metrics: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+  images: int | None = None
+  subgrid_sizes: list[int] | None = None
+
+  def to_json(self) -> dict[str, Any]:
+    """The JSON record: member, seed, hyperparameters (β also at the top), evaluated sizes, metrics."""
+    out: dict[str, Any] = {"member": self.member, "seed": self.seed, "hparams": dict(self.hparams)}
+    if "beta" in self.hparams:
+      out["beta"] = self.hparams["beta"]
+    if self.images is not None:
+      out["images"] = self.images
+      out["subgrid_sizes"] = self.subgrid_sizes
+    return out | self.metrics
+
+  @classmethod
+  def from_json(cls, record: dict[str, Any]) -> "MemberResults":
+    """Reads `to_json`'s record (and older ones, which carry β but no "hparams")."""
+    hparams = dict(record.get("hparams") or ({"beta": record["beta"]} if "beta" in record else {}))
+    metrics = {k: v for k, v in record.items() if isinstance(v, dict) and k != "hparams"}
+    return cls(member=int(record.get("member", 0)), seed=int(record.get("seed", 0)), hparams=hparams,
+               metrics=metrics, images=record.get("images"), subgrid_sizes=record.get("subgrid_sizes"))
+
+
+@dataclasses.dataclass
+class RunResults:
+  """A run's metrics.json: what was trained, on what, and each member's evaluation.
+
+  extra: other top-level fields (a sweep's provenance: run, config, machine, ...).
+  """
+
+  checkpoint_step: int
+  dataset: str
+  dataset_note: str
+  objective: str
+  estimator: str
+  architecture: str
+  holdout: str
+  members: list[MemberResults]
+  train: dict[str, Any] = dataclasses.field(default_factory=dict)
+  train_seconds: float | None = None
+  resumed_from_step: int | None = None
+  eval_history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+  extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  def to_json(self) -> dict[str, Any]:
+    """The JSON record (the members as `MemberResults.to_json`)."""
+    out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("members", "extra")}
+    out = {k: v for k, v in out.items() if v is not None}
+    return self.extra | out | {"members": [m.to_json() for m in self.members]}
+
+  @classmethod
+  def from_json(cls, record: dict[str, Any]) -> "RunResults":
+    """Reads `to_json`'s record; unknown top-level fields go to `extra`."""
+    names = {f.name for f in dataclasses.fields(cls)} - {"members", "extra"}
+    known = {k: record[k] for k in names if k in record}
+    known.setdefault("checkpoint_step", 0)
+    for key in ("dataset", "dataset_note", "objective", "estimator", "architecture", "holdout"):
+      known.setdefault(key, "")
+    return cls(members=[MemberResults.from_json(m) for m in record.get("members", [])],
+               extra={k: v for k, v in record.items() if k not in names and k != "members"}, **known)
+
+
+def run_results(config: ml_collections.ConfigDict, dataset: FactorDataset, step: int,
+                evaluations: list[MemberResults] | None = None) -> RunResults:
+  """The RunResults of `config`'s run at `step`: its members' evaluations, or their identities."""
+  hparams = configlib.member_hparams(config)
+  members = evaluations or [MemberResults(member=m, seed=config.seed + m, hparams={})
+                            for m in range(config.ensemble.num_members)]
+  for m in members:
+    m.seed = config.seed + m.member
+    m.hparams = {k: v[m.member] for k, v in hparams.items()}
+  return RunResults(
+      checkpoint_step=step,
+      dataset=dataset.name,
+      dataset_note=dataset_note(dataset),
+      objective=config.loss.objective,
+      estimator=config.loss.estimator,
+      architecture=config.model.architecture,
+      holdout=config.data.holdout,
+      members=members,
+  )
+
+
+def write_metrics(workdir: str, results: RunResults) -> None:
+  """Writes workdir/metrics.json atomically."""
+  write_json_atomic(os.path.join(workdir, METRICS_NAME), results.to_json())
+
+
+def read_results(path: str) -> RunResults:
+  """Reads a metrics.json or results.json file."""
+  with open(path) as f:
+    return RunResults.from_json(json.load(f))
+
+
+def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Writes workdir/config.json atomically."""
+  path = os.path.join(workdir, CONFIG_NAME)
+  with open(path + ".tmp", "w") as f:
+    f.write(config.to_json(indent=2))
+  os.replace(path + ".tmp", path)
+
+
+@dataclasses.dataclass
+class Run:
+  """A restored run: its dataset, model, objective, mesh and latest train state."""
+
+  dataset: FactorDataset
+  model: models.VAE
+  objective: objectives.Objective
+  mesh: Any
+  state: state_lib.TrainState
+
+  @property
+  def params(self) -> Any:
+    """The VAE's parameters [S, ...]."""
+    return self.state.params["vae"]
+
+  @property
+  def step(self) -> int:
+    """The restored checkpoint's step."""
+    return int(jax.device_get(self.state.step)[0])
+
+
+def build(config: ml_collections.ConfigDict, dataset: FactorDataset, train_size: int):
+  """(model, objective, optimizers, initial ensemble state) of `config` for `dataset`.
+
+  train_size: the number of training images (the objective's N).
+  """
+  model = models.create_model(config.model, dataset.image_shape)
+  objective = objectives.create(config.loss, train_size)
+  optimizers = objective.create_optimizers(config.optimizer)
+  initial = state_lib.create_ensemble_state(model, objective, optimizers, dataset.image_shape, config.seed,
+                                            config.ensemble.num_members, configlib.member_hparams(config))
+  return model, objective, optimizers, initial
+
+
+def restore_run(config: ml_collections.ConfigDict, workdir: str, *, with_holdout: bool = True) -> Run:
+  """Restores workdir's latest checkpoint with `config`.
+
+  The dataset is the whole grid, with config.data.holdout applied (a HoldoutDataset)
+  if `with_holdout` and one is set. Raises FileNotFoundError when there is no
+  checkpoint, checkpoints.CheckpointError when it cannot be read.
+  """
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(ckpt_dir):
+    raise FileNotFoundError(f"No checkpoint under {ckpt_dir}: train first with --mode=train and the same --workdir "
+                            "and --config.")
+  full = get_dataset(config.data)
+  train_data = holdout_lib.apply_holdout(full, config.data.holdout)
+  dataset = train_data if with_holdout else full
+  model, objective, _, target = build(config, full, len(train_data))
+  mesh = parallel.create_mesh()
+  target = jax.device_put(target, parallel.replicated(mesh))
+  ckpt = checkpoints.Checkpointer(ckpt_dir)
+  try:
+    state = ckpt.restore_latest(target)
+  finally:
+    ckpt.close()
+  if state is None:
+    raise FileNotFoundError(f"No checkpoint under {ckpt_dir}: train first with --mode=train and the same --workdir "
+                            "and --config.")
+  return Run(dataset, model, objective, mesh, state)
