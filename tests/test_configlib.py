@@ -56,7 +56,7 @@ def test_member_betas():
   config.ensemble.betas = (1.0, 2.0, 4.0)
   assert configlib.member_betas(config) == (1.0, 2.0, 4.0)
   config.ensemble.betas = (1.0, 2.0)
-  with pytest.raises(ValueError, match="one β per member"):
+  with pytest.raises(ValueError, match="one value per member"):
     configlib.validate_config(config)
 
 

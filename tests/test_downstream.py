@@ -1,4 +1,4 @@
-"""Downstream uses: AUROC, anomaly scores and report, embedding export, generation, figures of a workdir."""
+"""Downstream uses: AUROC, anomaly scores and report, embedding export, generation."""
 
 import json
 import os
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vae_jax import downstream, train, visualize
-from vae_jax.data.grid import index_to_factors
+from vae_jax import downstream, rundir
+from vae_jax import codes as codes_lib
+from vae_jax.data.grid import PROCEDURAL_NOTE, index_to_factors
 
 HOLDOUT = "shape=heart&scale=0&orientation=0:4"
 
@@ -55,7 +56,8 @@ def workdir(tmp_path_factory):
   import importlib.util
 
   from conftest import REPO
-  from vae_jax import checkpoints, models
+  from vae_jax import checkpoints
+  from vae_jax.data import holdout
   from vae_jax.data.dsprites import ProceduralDSprites
 
   spec = importlib.util.spec_from_file_location("test_config_module", REPO / "configs" / "test.py")
@@ -65,22 +67,23 @@ def workdir(tmp_path_factory):
   config.data.holdout = HOLDOUT
   config.ensemble.num_members = 2
   path = str(tmp_path_factory.mktemp("downstream"))
-  model = models.create_model(config.model, ProceduralDSprites.image_shape, config.loss.objective)
+  dataset = ProceduralDSprites()
+  _, _, _, state = rundir.build(config, dataset, len(holdout.apply_holdout(dataset, HOLDOUT)))
   ckpt = checkpoints.Checkpointer(os.path.join(path, "checkpoints"))
-  ckpt.save(6, train.create_ensemble_state(config, model, ProceduralDSprites.image_shape), force=True)
+  ckpt.save(6, state, force=True)
   ckpt.close()
-  return config, path, visualize.restore_workdir(config, path)
+  return config, path, rundir.restore_run(config, path)
 
 
 def test_export_round_trip(workdir):
-  config, path, restored = workdir
+  config, path, run = workdir
   out = os.path.join(path, "emb.npz")
   written = downstream.export_embeddings(config, path, "holdout", out, member=1)  # Restores the checkpoint itself.
   loaded = np.load(out)
   for key, value in written.items():
     np.testing.assert_array_equal(loaded[key], value)
   assert len(loaded["indices"]) == 4096
-  np.testing.assert_array_equal(loaded["indices"], restored.dataset.holdout_indices)
+  np.testing.assert_array_equal(loaded["indices"], run.dataset.holdout_indices)
   np.testing.assert_array_equal(loaded["factor_indices"], index_to_factors(loaded["indices"], (3, 6, 40, 32, 32)))
   f = loaded["factor_indices"]
   assert np.all((f[:, 0] == 2) & (f[:, 1] == 0) & (f[:, 2] < 4)) and loaded["mean"].shape == (4096, 4)
@@ -89,22 +92,24 @@ def test_export_round_trip(workdir):
   assert int(loaded["member"]) == 1 and int(loaded["seed"]) == config.seed + 1 and str(loaded["split"]) == "holdout"
   # The posteriors are member 1's encoding of exactly those images.
   some = np.array([0, 1234, 4095])
-  mean, log_var = visualize.encode_images(restored.model, visualize.member_params(restored.params, 1),
-                                          restored.dataset.full.images(loaded["indices"][some]))
+  encoder = codes_lib.member_encoder(run.model, run.objective)
+  mean, log_var = codes_lib.encode_images(encoder, codes_lib.member_params(run.params, 1),
+                                        run.dataset.full.images(loaded["indices"][some]))
   np.testing.assert_allclose(loaded["mean"][some], mean, atol=1e-5)
   np.testing.assert_allclose(loaded["log_var"][some], log_var, atol=1e-5)
-  sub = downstream.export_embeddings(config, path, "subgrid:500", os.path.join(path, "sub.npz"), restored=restored)
+  sub = downstream.export_embeddings(config, path, "subgrid:500", os.path.join(path, "sub.npz"), run=run)
   assert len(sub["indices"]) <= 500 and np.all(np.diff(sub["indices"]) > 0)
   with pytest.raises(ValueError, match="Unknown split"):
-    downstream.export_embeddings(config, path, "test", out, restored=restored)
+    downstream.export_embeddings(config, path, "test", out, run=run)
 
 
 def test_anomaly_report_and_scores(workdir):
-  config, path, restored = workdir
-  record = downstream.anomaly_report(config, path, num_images=48, restored=restored)
+  config, path, run = workdir
+  record = downstream.anomaly_report(config, path, num_images=48, run=run)
   on_disk = json.loads(open(os.path.join(path, "anomaly.json")).read())
   assert on_disk == json.loads(json.dumps(record))
   assert record["holdout"] == HOLDOUT and record["num_held_out"] == record["num_in_distribution"] == 48
+  assert record["dataset_note"] == PROCEDURAL_NOTE
   assert len(record["members"]) == 2
   for m in record["members"]:
     assert set(m["auroc"]) == set(downstream.ANOMALY_SCORES)
@@ -113,11 +118,11 @@ def test_anomaly_report_and_scores(workdir):
     with Image.open(os.path.join(path, "figures", f"anomaly_scores_member_{m}.png")) as im:
       assert im.size == (4 * 380, 360)
   # The scores themselves: KL is the encoder's analytic KL; −ELBO is the reconstruction term plus that KL.
-  idx = restored.dataset.holdout_indices[:8]
-  scores = downstream.anomaly_scores(restored.model, restored.params, restored.dataset, idx, likelihood="bernoulli",
+  idx = run.dataset.holdout_indices[:8]
+  scores = downstream.anomaly_scores(run.model, run.objective, run.params, run.dataset, idx,
                                      num_importance=config.eval.importance_samples, key=jax.random.PRNGKey(0))
-  mean, log_var = visualize.encode_images(restored.model, visualize.member_params(restored.params, 0),
-                                          restored.dataset.full.images(idx))
+  mean, log_var = codes_lib.encode_images(codes_lib.member_encoder(run.model, run.objective),
+                                        codes_lib.member_params(run.params, 0), run.dataset.full.images(idx))
   kl = 0.5 * np.sum(np.exp(log_var) + mean ** 2 - 1 - log_var, axis=1)
   np.testing.assert_allclose(scores["kl"][0], kl, rtol=1e-4)
   assert np.all(scores["neg_elbo"] > scores["kl"]) and scores["neg_elbo"].shape == (2, 8)
@@ -135,24 +140,14 @@ def test_background_log_likelihood():
 
 
 def test_generate_decodes_the_given_latents(workdir):
-  config, path, restored = workdir
+  config, path, run = workdir
   latents = np.array([[0, 0, 0, 0], [0, 2.5, 0, -1]], np.float32)
-  images = downstream.generate(config, path, latents, member=1, restored=restored)
+  images = downstream.generate(config, path, latents, member=1, run=run)
   np.testing.assert_allclose(
-      images, visualize.decode_images(restored.model, visualize.member_params(restored.params, 1), latents), atol=1e-6)
-  out = downstream.generate_to_file(config, path, "0,0,0,0;0,2.5,0,-1", os.path.join(path, "gen.png"),
-                                    restored=restored)
+      images, codes_lib.decode_images(run.model, codes_lib.member_params(run.params, 1), latents), atol=1e-6)
+  out = downstream.generate_to_file(config, path, "0,0,0,0;0,2.5,0,-1", os.path.join(path, "gen.png"), run=run)
   with Image.open(out) as im:
     assert im.size[0] > 200
   with pytest.raises(ValueError, match="latent_dim=4"):
-    downstream.generate_to_file(config, path, "0,0", "", restored=restored)
+    downstream.generate_to_file(config, path, "0,0", "", run=run)
 
-
-def test_visualize_workdir_draws_every_member(workdir):
-  config, path, restored = workdir
-  out = visualize.visualize_workdir(config, path, members=[0], restored=restored)
-  assert set(out) == {0}
-  assert os.path.isfile(os.path.join(path, "figures", "member_0", "traversal_grid.png"))
-  assert os.path.isfile(os.path.join(path, "figures", "member_0", "reconstructions_holdout.png"))
-  with pytest.raises(FileNotFoundError, match="train first"):
-    visualize.visualize_workdir(config, os.path.join(path, "nothing_here"))

@@ -23,12 +23,12 @@ def test_subgrid_indices_match_a_direct_enumeration():
 def test_encode_dataset_is_in_grid_order_for_every_member():
   dataset = ProceduralDSprites()
   config = ml_collections.ConfigDict(dict(architecture="mlp", latent_dim=3, conv_impl="fast", mlp_width=16, init="pytorch"))
-  model = models.create_model(config, dataset.image_shape, "vae")
+  model = models.create_model(config, dataset.image_shape)
   x0 = jnp.zeros((1, 64, 64, 1))
   params = jax.vmap(lambda k: model.init(k, x0, k)["params"])(jax.random.split(jax.random.PRNGKey(0), 2))
   mesh = parallel.create_mesh()  # 4 forced CPU devices (tests/conftest.py)
   indices = np.random.default_rng(0).choice(len(dataset), size=50, replace=False)  # 50: not a multiple of 16.
-  mean, log_var = encode.encode_dataset(model, params, dataset, mesh, indices=indices, batch_size=16, progress=False)
+  mean, log_var = encode.encode_dataset(encode.model_encoder(model), params, dataset, mesh, indices=indices, batch_size=16, progress=False)
   assert mean.shape == log_var.shape == (2, 50, 3)
   images = jnp.asarray(dataset.images(indices))
   for m in range(2):

@@ -25,7 +25,7 @@ def run_main(*args, check=True, timeout=300):
 
 
 def latest_params(workdir):
-  from vae_jax import checkpoints, models, train
+  from vae_jax import checkpoints, rundir
   from vae_jax.data import get_dataset
   import importlib.util
 
@@ -34,9 +34,9 @@ def latest_params(workdir):
   spec.loader.exec_module(module)
   config = module.get_config()
   dataset = get_dataset(config.data)
-  model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
+  *_, target = rundir.build(config, dataset, len(dataset))
   ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"))
-  state = ckpt.restore_latest(train.create_ensemble_state(config, model, dataset.image_shape))
+  state = ckpt.restore_latest(target)
   ckpt.close()
   return int(state.step[0]), [np.asarray(x) for x in jax.tree.leaves(state.params)]
 
@@ -112,3 +112,91 @@ def test_bad_config_is_one_clear_error(tmp_path, flag, message):
   assert proc.returncode != 0
   assert message in proc.stderr
   assert "Traceback" not in proc.stderr or "Invalid config" in proc.stderr
+
+
+QUICK = ["--config.num_train_steps=2", "--config.eval.final=none", "--config.eval.figures=False"]
+
+
+def run_cli(*args, timeout=300):
+  """`python -m vae_jax.main ARGS` (no default --config); the finished process."""
+  return subprocess.run([sys.executable, "-m", "vae_jax.main", *args], cwd=REPO, env=ENV, capture_output=True,
+                        text=True, timeout=timeout)
+
+
+def error_lines(proc):
+  """stderr's non-empty lines, after asserting the command failed."""
+  assert proc.returncode != 0, proc.stderr[-3000:]
+  return [line for line in proc.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config", "configs/test.py", "--config.loss.betta=3"], "unknown config key(s) 'loss.betta'"),
+    (["--config", "configs/missing.py"], "config file 'configs/missing.py' does not exist"),
+    (["--config=configs/test.py", "--config.data.holdout=foo=1"], "unknown factor 'foo'"),
+    (["--config=configs/test.py", "--config.eval.mig_factors=('colour',)"], "eval.mig_factors names ['colour']"),
+    (["--config=configs/test.py", "--mode=generate", "--member=2", "--latents=0,0,0,0"], "--member=2 does not exist"),
+    (["--config=configs/test.py", "--mode=evaluate"], "No checkpoint under"),
+], ids=["config_space_unknown_key", "config_space_missing_file", "holdout", "mig_factors", "member", "no_checkpoint"])
+def test_bad_input_is_at_most_two_lines_and_writes_nothing(tmp_path, args, message):
+  workdir = tmp_path / "typo"
+  lines = error_lines(run_cli(f"--workdir={workdir}", *args, *QUICK))
+  assert len(lines) <= 2, lines
+  assert message in lines[0]
+  assert not workdir.exists()  # Not even for the read-only modes' checkpoints/ or the lock.
+
+
+def test_verbose_adds_the_traceback_and_the_message_comes_last(tmp_path):
+  lines = error_lines(run_cli("--config=configs/test.py", f"--workdir={tmp_path / 'typo'}", "--mode=visualize",
+                              "--verbose"))
+  assert lines[0].startswith("Traceback") and "FileNotFoundError" in "\n".join(lines)
+  assert lines[-1].startswith("Error: No checkpoint under")
+
+
+def test_a_trained_workdir_refuses_another_config_and_fewer_steps(tmp_path):
+  run_main(f"--workdir={tmp_path}", *QUICK)
+  config_json = (tmp_path / "config.json").read_bytes()
+  metrics_json = (tmp_path / "metrics.json").read_bytes()
+  proc = run_main(f"--workdir={tmp_path}", *QUICK, "--config.loss.beta=2", "--config.model.latent_dim=3", check=False)
+  lines = error_lines(proc)
+  assert len(lines) <= 2 and "trained with another config" in lines[0]
+  assert "loss.beta=2.0 (config.json: 6.0)" in lines[0] and "model.latent_dim=3" in lines[0]
+  proc = run_main(f"--workdir={tmp_path}", *QUICK, "--config.num_train_steps=1", check=False)
+  lines = error_lines(proc)
+  assert len(lines) <= 2 and "is at step 2" in lines[0] and "--config.num_train_steps>=2" in lines[0]
+  assert (tmp_path / "config.json").read_bytes() == config_json
+  assert (tmp_path / "metrics.json").read_bytes() == metrics_json
+  # Keys that may change on resume do not count.
+  run_main(f"--workdir={tmp_path}", *QUICK, "--config.num_train_steps=3", "--config.log_every_steps=1",
+           "--config.data.prefetch=1")
+  assert json.loads((tmp_path / "metrics.json").read_text())["checkpoint_step"] == 3
+
+
+def test_a_second_process_on_a_workdir_stops_at_once_naming_the_first(tmp_path):
+  first = subprocess.Popen(
+      [sys.executable, "-m", "vae_jax.main", "--config=configs/test.py", f"--workdir={tmp_path}",
+       "--config.num_train_steps=1000000", "--config.eval.final=none", "--config.eval.figures=False"],
+      cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    lock = tmp_path / ".lock"
+    for _ in range(2400):  # Up to about 2 minutes for the first to start.
+      if lock.exists() and lock.read_text().strip():
+        break
+      time.sleep(0.05)
+    assert lock.read_text().strip() == str(first.pid)
+    for mode in ("train", "evaluate"):
+      lines = error_lines(run_main(f"--workdir={tmp_path}", f"--mode={mode}", "--config.eval.final=none",
+                                   "--config.eval.figures=False", check=False))
+      assert len(lines) == 1 and f"in use by another vae_jax process (PID {first.pid})" in lines[0], lines
+    assert first.poll() is None
+  finally:
+    first.kill()
+    first.wait()
+
+
+def test_a_nan_loss_is_the_last_line_and_says_there_is_no_checkpoint(tmp_path):
+  proc = run_main(f"--workdir={tmp_path}", "--config.optimizer.learning_rate=1e30", "--config.num_train_steps=1000",
+                  "--config.checkpoint_every_steps=500", "--config.eval.final=none", check=False)
+  lines = error_lines(proc)
+  assert lines[-1].startswith("Error: The loss became NaN or Inf at step ")
+  assert "no checkpoint was written" in lines[-1]
+  assert "Traceback" not in proc.stderr

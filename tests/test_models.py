@@ -6,12 +6,12 @@ import ml_collections
 import numpy as np
 import pytest
 
-from vae_jax import configlib, models
+from vae_jax import objectives, configlib, models
 
 
-def model_config(arch, latent_dim=10, conv_impl="fast", mlp_width=1200, init="pytorch"):
+def model_config(arch, latent_dim=10, conv_impl="fast", mlp_width=1200, init="pytorch", scale_output="log_var"):
   return ml_collections.ConfigDict(dict(architecture=arch, latent_dim=latent_dim, conv_impl=conv_impl,
-                                        mlp_width=mlp_width, init=init))
+                                        mlp_width=mlp_width, init=init, scale_output=scale_output))
 
 
 def count(params):
@@ -27,7 +27,7 @@ def conv(k, i, o):
 
 
 def test_conv64_matches_the_published_network():
-  model = models.create_model(model_config("conv64"), (64, 64, 1), "betatcvae")
+  model = models.create_model(model_config("conv64"), (64, 64, 1))
   x = jnp.zeros((2, 64, 64, 1))
   params = model.init(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))["params"]
   encoder = conv(4, 1, 32) + conv(4, 32, 32) + conv(4, 32, 64) + conv(4, 64, 64) + dense(1024, 256) + dense(256, 20)
@@ -40,7 +40,7 @@ def test_conv64_matches_the_published_network():
 
 
 def test_mlp_matches_the_published_network():
-  model = models.create_model(model_config("mlp"), (64, 64, 3), "vae")
+  model = models.create_model(model_config("mlp"), (64, 64, 3))
   x = jnp.zeros((2, 64, 64, 3))
   params = model.init(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))["params"]
   encoder = dense(64 * 64 * 3, 1200) + dense(1200, 1200) + dense(1200, 20)
@@ -49,9 +49,9 @@ def test_mlp_matches_the_published_network():
   assert model.apply({"params": params}, x, jax.random.PRNGKey(2))["decoded"].shape == (2, 64, 64, 3)
 
 
-def test_sampling_follows_the_posterior_and_the_ae_is_deterministic():
+def test_sampling_follows_the_posterior_and_the_ae_objective_is_deterministic():
   x = jax.random.uniform(jax.random.PRNGKey(0), (4, 64, 64, 1))
-  vae = models.create_model(model_config("mlp", mlp_width=32), (64, 64, 1), "betatcvae")
+  vae = models.create_model(model_config("mlp", mlp_width=32), (64, 64, 1))
   params = vae.init(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))["params"]
   a = vae.apply({"params": params}, x, jax.random.PRNGKey(1))
   b = vae.apply({"params": params}, x, jax.random.PRNGKey(2))
@@ -59,20 +59,21 @@ def test_sampling_follows_the_posterior_and_the_ae_is_deterministic():
   np.testing.assert_allclose(a["z"], a["mean"] + jnp.exp(0.5 * a["log_var"]) * jax.random.normal(
       jax.random.PRNGKey(1), a["mean"].shape), rtol=1e-5, atol=1e-6)
 
-  ae = models.create_model(model_config("mlp", mlp_width=32), (64, 64, 1), "ae")
-  a = ae.apply({"params": params}, x, jax.random.PRNGKey(1))
-  b = ae.apply({"params": params}, x, jax.random.PRNGKey(2))
-  np.testing.assert_array_equal(a["z"], b["z"])
-  np.testing.assert_array_equal(a["z"], a["mean"])
-  np.testing.assert_array_equal(a["log_var"], 0.0)
-  decoded = ae.apply({"params": params}, a["z"], method=ae.decode)
-  np.testing.assert_allclose(decoded, a["decoded"], rtol=1e-6)
+  # The autoencoder is an objective: it codes with the mean (zero log-variance) and decodes that.
+  ae = objectives.get("ae")(ml_collections.ConfigDict(dict(likelihood="bernoulli", estimator="mws")), 100)
+  mean, log_var = ae.encode(vae.apply, params, x)
+  np.testing.assert_array_equal(mean, a["mean"])
+  np.testing.assert_array_equal(log_var, 0.0)
+  rng_a, rng_b = jax.random.PRNGKey(1), jax.random.PRNGKey(2)
+  loss_a, _ = ae.loss("vae", {"vae": params}, x, rng_a, {}, 0, vae.apply)
+  loss_b, _ = ae.loss("vae", {"vae": params}, x, rng_b, {}, 0, vae.apply)
+  assert float(loss_a) == float(loss_b)  # No sampling.
 
 
 def test_conv_impls_compute_the_same_network():
   x = jax.random.uniform(jax.random.PRNGKey(0), (3, 64, 64, 1))
-  fast = models.create_model(model_config("conv64", conv_impl="fast"), (64, 64, 1), "vae")
-  xla = models.create_model(model_config("conv64", conv_impl="xla"), (64, 64, 1), "vae")
+  fast = models.create_model(model_config("conv64", conv_impl="fast"), (64, 64, 1))
+  xla = models.create_model(model_config("conv64", conv_impl="xla"), (64, 64, 1))
   params = fast.init(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))["params"]
   a = fast.apply({"params": params}, x, jax.random.PRNGKey(1))
   b = xla.apply({"params": params}, x, jax.random.PRNGKey(1))
@@ -82,9 +83,9 @@ def test_conv_impls_compute_the_same_network():
 
 def test_unusable_settings_are_clear_errors():
   with pytest.raises(ValueError, match="64×64"):
-    models.create_model(model_config("conv64"), (32, 32, 1), "vae")
+    models.create_model(model_config("conv64"), (32, 32, 1))
   with pytest.raises(ValueError, match="architecture"):
-    models.create_model(model_config("resnet"), (64, 64, 1), "vae")
+    models.create_model(model_config("resnet"), (64, 64, 1))
 
 
 @pytest.mark.parametrize("architecture", ["mlp", "conv64"])
@@ -94,7 +95,7 @@ def test_pytorch_init_is_uniform_over_plus_minus_one_over_root_fan_in(architectu
   params = {}
   for init in ("pytorch", "lecun"):
     test_config.model.init = init
-    model = models.create_model(test_config.model, (64, 64, 1), "betatcvae")
+    model = models.create_model(test_config.model, (64, 64, 1))
     key = jax.random.PRNGKey(0)
     params[init] = model.init(key, jnp.zeros((1, 64, 64, 1)), key)["params"]
   layers_checked = 0
@@ -120,3 +121,16 @@ def test_unknown_init_is_rejected(test_config):
   test_config.model.init = "xavier"
   with pytest.raises(ValueError, match="model.init='xavier'; use one of \\('pytorch', 'lecun'\\)"):
     configlib.validate_config(test_config)
+
+
+def test_log_sigma_scale_output_doubles_the_encoders_scale_head():
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 64, 64, 1))
+  plain = models.create_model(model_config("mlp", mlp_width=16), (64, 64, 1))
+  log_sigma = models.create_model(model_config("mlp", mlp_width=16, scale_output="log_sigma"), (64, 64, 1))
+  params = plain.init(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))["params"]
+  mean, log_var = plain.apply({"params": params}, x, method="encode")
+  mean2, log_var2 = log_sigma.apply({"params": params}, x, method="encode")
+  np.testing.assert_array_equal(mean, mean2)
+  np.testing.assert_allclose(log_var2, 2.0 * log_var, rtol=1e-6)
+  with pytest.raises(ValueError, match="scale_output"):
+    models.create_model(model_config("mlp", scale_output="sigma"), (64, 64, 1))

@@ -38,13 +38,14 @@ def test_load_sweep_errors_say_what_to_fix(tmp_path):
 
 
 def _members(config):
-  return list(zip(range(config.seed, config.seed + config.ensemble.num_members), configlib.member_betas(config)))
+  betas = configlib.member_hparams(config).get("beta", (None,) * config.ensemble.num_members)
+  return list(zip(range(config.seed, config.seed + config.ensemble.num_members), betas))
 
 
 def test_figure5_cpu_protocol_is_the_issue_s_study():
   runs = sweep.load_sweep(FIGURE5, "cpu")
   assert list(runs) == ["vae", "betavae", "betatcvae"]
-  assert _members(runs["vae"]) == [(0, 1.0), (1, 1.0), (2, 1.0)]
+  assert _members(runs["vae"]) == [(0, None), (1, None), (2, None)]  # The VAE has no β.
   for name in ("betavae", "betatcvae"):
     betas = [b for _, b in _members(runs[name])]
     assert sorted(set(betas)) == [4.0, 8.0] and all(betas.count(b) >= 3 for b in set(betas))
@@ -78,7 +79,7 @@ def test_run_sweep_writes_records_skips_done_runs_and_feeds_the_report(tmp_path,
   assert record["images_per_member"] == runs["vae"].num_train_steps * runs["vae"].batch_size
   assert record["wall_seconds"] > 0 and record["machine"]["cpu_cores"] >= 1 and record["machine"]["backend"] == "cpu"
   assert record["config"]["loss"]["objective"] == "vae" and record["config"]["ensemble"]["num_members"] == 2
-  assert [(m["seed"], m["beta"]) for m in record["members"]] == [(0, 1.0), (1, 1.0)]
+  assert [(m["seed"], m["hparams"]) for m in record["members"]] == [(0, {}), (1, {})]
   for m in record["members"]:
     assert 0 <= m["mig"]["value"] <= 1 and 0 <= m["mig_histogram"]["value"] <= 1
     assert {"index_code_mi", "total_correlation", "dimwise_kl"} <= set(m["elbo_decomposition"])
@@ -94,7 +95,7 @@ def test_run_sweep_writes_records_skips_done_runs_and_feeds_the_report(tmp_path,
 
   out = report.write_report([results], str(tmp_path / "report"))
   labels = report.group_labels(list(out["groups"]))
-  assert labels == ["VAE β=1", "β-VAE β=4", "β-TCVAE (MWS) β=4"]
+  assert labels == ["VAE", "β-VAE β=4", "β-TCVAE (MWS) β=4"]
   assert [len(v) for v in out["groups"].values()] == [2, 2, 2]
 
 

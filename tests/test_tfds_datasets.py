@@ -19,7 +19,7 @@ tfds = pytest.importorskip("tensorflow_datasets")
 from vae_jax import configlib  # noqa: E402
 from vae_jax.data import DATASETS, FACTORLESS_DATASETS, DatasetFileError, FactorDataset, get_dataset  # noqa: E402
 from vae_jax.data import arrays, tfds_datasets  # noqa: E402
-from vae_jax.data.grid import GridSpec, index_to_factors  # noqa: E402
+from vae_jax.data.grid import GridSpec, dataset_note, default_mig_factors, index_to_factors  # noqa: E402
 
 import ml_collections  # noqa: E402
 
@@ -137,6 +137,12 @@ def test_real_grid_sizes():
   assert norb.spec.factor_names == ("category", "instance", "elevation", "azimuth", "lighting")
   assert norb.spec.factor_sizes == (5, 10, 9, 18, 6) and norb.spec.num_images == 48_600
   assert norb.nuisance_factors == ("instance",) and norb.image_shape == (64, 64, 1)
+  # Facts of the real grids: dSprites shares the procedural grid's labels and MIG exclusion.
+  dsprites = tfds_datasets.SOURCES["dsprites"].spec
+  assert dsprites.factor_value_labels[0] == ("square", "ellipse", "heart") and dsprites.mig_excluded_factors == ("shape",)
+  shapes3d = tfds_datasets.SOURCES["shapes3d"].spec
+  assert shapes3d.factor_value_labels[4] == ("cube", "cylinder", "sphere", "capsule")
+  assert shapes3d.mig_excluded_factors == () and norb.spec.factor_value_labels == (None,) * 5
 
 
 @pytest.mark.parametrize("name", GRID_NAMES)
@@ -146,6 +152,7 @@ def test_grid_from_mocked_tfds_is_in_grid_order_and_cached(name, tmp_path):
     ds = tfds_datasets.load_grid(source, str(tmp_path), cache="memory")
   assert ds.name == name and ds.image_shape == tuple(source.image_shape) and ds.in_memory
   assert ds.nuisance_factors == source.nuisance_factors
+  assert ds.procedural is False and dataset_note(ds) == ""
   assert_dataset_invariants(ds, np.random.default_rng(0), lambda i: expected_images(name, i))
   np.testing.assert_allclose(ds.images(np.arange(len(ds))), expected_images(name, np.arange(len(ds))), atol=1e-6)
   caches = glob.glob(str(tmp_path / "vae_jax_cache" / "*"))
@@ -236,6 +243,24 @@ def test_array_grid_packed_bits_round_trip():
   assert_dataset_invariants(ds, np.random.default_rng(1))
 
 
+def test_array_datasets_carry_the_facts():
+  spec = GridSpec(("a", "b", "c"), (2, 3, 2), (np.arange(2.0), np.arange(3.0), np.arange(2.0)),
+                  factor_value_labels=(None, ("x", "y", "z"), None), mig_excluded_factors=("b",),
+                  nuisance_factors=("c",))
+  ds = arrays.ArrayGrid("toy", spec, np.zeros((12, 2, 2, 1), np.uint8), (2, 2, 1), nuisance_factors=("a", "c"))
+  assert isinstance(ds, FactorDataset) and ds.procedural is False and dataset_note(ds) == ""
+  assert ds.factor_value_labels == (None, ("x", "y", "z"), None) and ds.mig_excluded_factors == ("b",)
+  assert ds.nuisance_factors == ("c", "a")  # The spec's, then the constructor's.
+  assert default_mig_factors(ds) == ()
+  norb_like = arrays.ArrayGrid("norb", tfds_datasets.SMALLNORB_SPEC, np.zeros((48_600, 1, 1, 1), np.uint8),
+                               (1, 1, 1), nuisance_factors=("instance",))
+  assert default_mig_factors(norb_like) == (0, 2, 3, 4)
+  images = arrays.ArrayImages("faces", np.zeros((3, 2, 2, 3), np.uint8), np.zeros((3, 1), bool), ("x",))
+  assert isinstance(images, FactorDataset)
+  assert (images.factor_value_labels, images.mig_excluded_factors, images.nuisance_factors, images.procedural) == (
+      (), (), (), False)
+
+
 def test_atomic_npy_leaves_nothing_on_error(tmp_path):
   path = str(tmp_path / "x.npy")
   with pytest.raises(RuntimeError):
@@ -291,3 +316,324 @@ def test_celeba_trains_end_to_end_without_factor_metrics(tmp_path, test_config):
     results = train.train_and_evaluate(config, str(tmp_path / "run"))
   assert results["dataset"] == "celeb_a" and results["checkpoint_step"] == 2
   assert np.isfinite(results["train"]["loss"]).all()
+
+
+# TFDS's download-and-prepare path, run for real on a faked web.
+#
+# `python -m vae_jax.data.build NAME` (and a first training run) has TFDS download
+# the source files and prepare the dataset. These tests run exactly that path --
+# TFDS's downloader (requests, Google Drive's confirmation page), checksumming,
+# extraction, the dataset's own generator, encoding and writing -- with the web
+# served from memory: tiny source files laid out like the real ones, holding a small
+# complete grid. Sockets are blocked, so nothing can reach the network. A module that
+# TFDS imports on this path but that vae_jax's dependencies do not bring in (as with
+# importlib_resources and bs4, which TFDS does not declare) fails the test: either the
+# import fails, or the module does not belong to vae_jax's declared dependencies.
+
+
+class FakeWeb:
+  """The source URLs of the TFDS datasets, served from memory by requests' HTTPAdapter.send."""
+
+  DRIVE_DOWNLOAD = "https://drive.usercontent.google.com/download"
+
+  def __init__(self):
+    self.files = {}  # Prepared URL -> (body, file name).
+    self.drive_confirmation = set()  # Drive URLs answered first by the confirmation page of large files.
+    self.requested = []
+
+  @staticmethod
+  def _key(url):
+    import requests
+
+    return requests.Request("GET", url).prepare().url
+
+  def serve(self, url, body, filename, *, drive_confirmation=False):
+    self.files[self._key(url)] = (body, filename)
+    if drive_confirmation:
+      self.drive_confirmation.add(self._key(url))
+
+  def respond(self, url):
+    """(status, headers, body) for a GET of `url`."""
+    import urllib.parse
+
+    self.requested.append(url)
+    if url.startswith(self.DRIVE_DOWNLOAD):  # The confirmed download of a large Drive file.
+      query = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)
+      url = self._key(f"https://drive.google.com/uc?export=download&id={query['id'][0]}")
+      assert query.get("confirm") == ["t"], url
+    elif url in self.drive_confirmation:
+      file_id = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)["id"][0]
+      page = (f'<html><body>Google Drive can\'t scan this file for viruses.<form id="download-form" '
+              f'action="{self.DRIVE_DOWNLOAD}" method="get"><input type="hidden" name="id" value="{file_id}">'
+              '<input type="hidden" name="export" value="download"><input type="hidden" name="confirm" value="t">'
+              '<input type="hidden" name="uuid" value="0123"></form></body></html>')
+      return 200, {"Content-Type": "text/html; charset=utf-8"}, page.encode()
+    if url not in self.files:
+      return 404, {"Content-Type": "text/plain"}, b"not found"
+    body, filename = self.files[url]
+    return 200, {"Content-Type": "application/octet-stream", "Content-Length": str(len(body)),
+                 "Content-Disposition": f'attachment; filename="{filename}"'}, body
+
+
+@pytest.fixture
+def fake_web(monkeypatch):
+  """A FakeWeb that TFDS downloads from; sockets blocked; no registered checksums (the files are fakes)."""
+  import io
+  import socket
+
+  import requests
+  from requests.structures import CaseInsensitiveDict
+
+  web = FakeWeb()
+
+  def no_network(*args, **kwargs):
+    raise OSError("a test tried to reach the network")
+
+  monkeypatch.setattr(socket.socket, "connect", no_network)
+  monkeypatch.setattr(socket, "create_connection", no_network)
+  monkeypatch.setattr(socket, "getaddrinfo", no_network)
+
+  def send(adapter, request, **kwargs):
+    status, headers, body = web.respond(request.url)
+    response = requests.models.Response()
+    response.status_code, response.reason = status, "OK" if status == 200 else "Not Found"
+    response.headers = CaseInsensitiveDict(headers)
+    response.raw = io.BytesIO(body)
+    response.url, response.request, response.connection = request.url, request, adapter
+    return response
+
+  monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
+  init = tfds.download.DownloadManager.__init__
+
+  def init_without_checksums(self, *args, **kwargs):
+    init(self, *args, **kwargs)
+    self._url_infos = {}  # pylint: disable=protected-access
+
+  monkeypatch.setattr(tfds.download.DownloadManager, "__init__", init_without_checksums)
+  return web
+
+
+def norb_file(array):
+  """The NORB binary matrix format of smallnorb's .mat files (uint8 or int32), gzipped."""
+  import gzip
+
+  array = np.asarray(array)
+  magic = 507333717 if array.dtype == np.uint8 else 507333716
+  dims = list(array.shape) + [1] * max(0, 3 - array.ndim)
+  header = np.array([magic, array.ndim, *dims], "<i4").tobytes()
+  data = array.astype(np.uint8 if magic == 507333717 else "<i4").tobytes()
+  return gzip.compress(header + data)
+
+
+def h5_file(path, arrays):
+  """An HDF5 file of `arrays` ({"a/b": array}), as bytes."""
+  import h5py
+
+  with h5py.File(path, "w") as f:
+    for key, value in arrays.items():
+      f[key] = value
+  with open(path, "rb") as f:
+    return f.read()
+
+
+def serve_grid_sources(web, name, source, tmp_path):
+  """Serves the source files of TFDS dataset `name` holding `source`'s small grid, in shuffled order."""
+  n = source.spec.num_images
+  order = np.random.default_rng(0).permutation(n)
+  factors = index_to_factors(order, source.spec.factor_sizes)
+  if name == "dsprites":  # latents: (color, shape, scale, orientation, posX, posY).
+    classes = np.concatenate([np.zeros((n, 1), np.int64), factors], axis=1)
+    body = h5_file(tmp_path / "dsprites.hdf5", {"imgs": grid_images(name, order)[..., 0],
+                                                 "latents/classes": classes, "latents/values": classes * 1.0})
+    web.serve("https://github.com/deepmind/dsprites-dataset/blob/master/"
+              "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.hdf5?raw=true", body,
+              "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.hdf5")
+  elif name == "shapes3d":  # TFDS ranks each label column's values: values 0..k-1 give labels 0..k-1.
+    body = h5_file(tmp_path / "3dshapes.h5", {"images": grid_images(name, order), "labels": factors * 1.0})
+    web.serve("https://storage.googleapis.com/3d-shapes/3dshapes.h5", body, "3dshapes.h5")
+  elif name == "smallnorb":  # Half the cells in "training", half in "testing", like serve_grid.
+    for part, (kind, prefix) in zip(np.array_split(np.arange(n), 2),
+                                    [("training", "5x46789"), ("testing", "5x01235")]):
+      f = factors[part]
+      images = grid_images(name, order[part])[..., 0]
+      info = np.stack([f[:, 1], f[:, 2], f[:, 3] * 2, f[:, 4]], axis=1)  # Azimuths are stored doubled.
+      for suffix, array in [("dat", np.stack([images, images], axis=1).astype(np.uint8)),
+                            ("cat", f[:, 0].astype(np.int32)), ("info", info.astype(np.int32))]:
+        filename = f"smallnorb-{prefix}x9x18x6x2x96x96-{kind}-{suffix}.mat.gz"
+        web.serve(f"https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/{filename}", norb_file(array), filename)
+  else:
+    raise ValueError(name)
+
+
+CELEBA_FILES = 5  # 000001.jpg ... 000005.jpg: three in train, one each in validation and test.
+
+
+def celeba_level(i):
+  return np.array([(40 * i + 20) % 256, (90 * i + 60) % 256, (150 * i + 30) % 256], np.uint8)
+
+
+def serve_celeba_sources(web):
+  """Serves CelebA's five Google Drive files; returns (the train split's files, attributes bool [5, 40])."""
+  import io
+  import zipfile
+
+  from PIL import Image
+
+  drive = "https://drive.google.com/uc?export=download&id="
+  names = [f"{i + 1:06d}.jpg" for i in range(CELEBA_FILES)]
+  archive = io.BytesIO()
+  with zipfile.ZipFile(archive, "w") as zf:
+    for i, name in enumerate(names):  # Constant colours: JPEG keeps them within a level or two.
+      jpeg = io.BytesIO()
+      Image.fromarray(np.broadcast_to(celeba_level(i), (218, 178, 3)).copy()).save(jpeg, "JPEG", quality=95)
+      zf.writestr(f"img_align_celeba/{name}", jpeg.getvalue())
+  attributes = np.random.default_rng(0).random((CELEBA_FILES, 40)) > 0.5
+  attr_rows = [f"{name} " + " ".join("1" if a else "-1" for a in row) for name, row in zip(names, attributes)]
+  landmark_names = "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x " \
+                   "rightmouth_y"
+  files = {
+      # The 1.4 GB image archive: Drive answers with its "can't scan for viruses" page first.
+      "0B7EVK8r0v71pZjFTYXZWM3FlRnM": (archive.getvalue(), "img_align_celeba.zip"),
+      "0B7EVK8r0v71pY0NSMzRuSXJEVkk": ("".join(f"{name} {p}\n" for name, p in zip(names, [0, 0, 1, 0, 2])),
+                                       "list_eval_partition.txt"),
+      "0B7EVK8r0v71pblRyaVFSWGxPY0U": (f"{CELEBA_FILES}\n{' '.join(tfds_datasets.CELEBA_ATTRIBUTES)}\n"
+                                       + "\n".join(attr_rows) + "\n", "list_attr_celeba.txt"),
+      "0B7EVK8r0v71pd0FJY3Blby1HUTQ": (f"{CELEBA_FILES}\n{landmark_names}\n"
+                                       + "".join(f"{name} {' '.join(['50'] * 10)}\n" for name in names),
+                                       "list_landmarks_align_celeba.txt"),
+      "1_ee_0u7vcNLOfNLegJRHmolfH5ICW-XS": ("".join(f"{name} {i + 1}\n" for i, name in enumerate(names)),
+                                            "identity_CelebA.txt"),
+  }
+  for file_id, (body, filename) in files.items():
+    web.serve(drive + file_id, body.encode() if isinstance(body, str) else body, filename,
+              drive_confirmation=filename.endswith(".zip"))
+  return [i for i, p in enumerate([0, 0, 1, 0, 2]) if p == 0], attributes
+
+
+def _requirement_closure():
+  """Normalised names of the distributions vae_jax's declared dependencies bring in (all markers evaluated)."""
+  import importlib.metadata
+  import re
+
+  from packaging.markers import default_environment
+  from packaging.requirements import Requirement
+
+  seen, todo = {}, [("vae_jax", frozenset())]
+  while todo:
+    name, extras = todo.pop()
+    key = re.sub(r"[-_.]+", "-", name).lower()
+    if key in seen and extras <= seen[key]:
+      continue
+    seen[key] = seen.get(key, frozenset()) | extras
+    try:
+      requirements = importlib.metadata.requires(name) or []
+    except importlib.metadata.PackageNotFoundError:
+      continue  # Declared but not installed here: the import itself would fail.
+    for text in requirements:
+      requirement = Requirement(text)
+      if requirement.marker is not None and not any(
+          requirement.marker.evaluate(dict(default_environment(), extra=e)) for e in (extras or {""})):
+        continue
+      todo.append((requirement.name, frozenset(requirement.extras)))
+  return set(seen)
+
+
+# Modules TFDS imports on its download-and-prepare path without declaring them (checked even if an
+# earlier test imported them already).
+TFDS_UNDECLARED_IMPORTS = ("importlib_resources", "bs4")
+
+
+def assert_imports_are_declared(modules):
+  """Every non-standard-library module in `modules` comes from a distribution vae_jax depends on."""
+  import importlib.metadata
+  import re
+  import sys
+
+  owners = importlib.metadata.packages_distributions()
+  closure = _requirement_closure()
+  undeclared = {}
+  for module in sorted(set(modules) | set(TFDS_UNDECLARED_IMPORTS)):
+    if module in sys.stdlib_module_names or module in sys.builtin_module_names or module in ("vae_jax", "__main__"):
+      continue
+    dists = {re.sub(r"[-_.]+", "-", d).lower() for d in owners.get(module, [])}
+    if dists and not dists & closure:
+      undeclared[module] = sorted(dists)
+  assert not undeclared, (f"TFDS's download-and-prepare path imports modules that vae_jax does not declare "
+                          f"(add their distributions to pyproject.toml dependencies): {undeclared}")
+
+
+def top_level_modules():
+  import sys
+
+  return {name.split(".")[0] for name in list(sys.modules)}
+
+
+@pytest.mark.parametrize("name", GRID_NAMES)
+def test_tfds_downloads_and_prepares_each_grid_from_the_web(name, tmp_path, fake_web):
+  source = small_source(name)
+  serve_grid_sources(fake_web, name, source, tmp_path)
+  before = top_level_modules()
+  ds = tfds_datasets.load_grid(source, str(tmp_path / "tfds"), cache="memory")  # TFDS prepares it: nothing exists.
+  assert_imports_are_declared(top_level_modules() - before)
+  assert fake_web.requested and all(url.startswith("https://") for url in fake_web.requested)
+  assert (tmp_path / "tfds" / name).is_dir()  # TFDS's prepared dataset, in the data dir.
+  np.testing.assert_allclose(ds.images(np.arange(len(ds))), expected_images(name, np.arange(len(ds))), atol=1e-6)
+
+
+def test_tfds_downloads_and_prepares_celeba_from_google_drive(tmp_path, fake_web):
+  train, attributes = serve_celeba_sources(fake_web)
+  before = top_level_modules()
+  ds = tfds_datasets.load_celeba(str(tmp_path / "tfds"), cache="memory")
+  assert_imports_are_declared(top_level_modules() - before)
+  assert any(url.startswith(FakeWeb.DRIVE_DOWNLOAD) for url in fake_web.requested)  # Went through the confirmation.
+  assert len(ds) == len(train) and ds.image_shape == (64, 64, 3)
+  # TFDS orders a split by a hash of the file names; each image's colour says which file it is.
+  images = ds.images(np.arange(len(ds)))
+  levels = np.stack([celeba_level(i) for i in range(CELEBA_FILES)]) / 255.0
+  which = [int(np.argmin(np.abs(levels - image.mean(axis=(0, 1))).sum(axis=1))) for image in images]
+  assert sorted(which) == train
+  np.testing.assert_allclose(images, np.broadcast_to(levels[which][:, None, None, :], images.shape), atol=3 / 255)
+  np.testing.assert_array_equal(ds.attributes(np.arange(len(ds))), attributes[which])
+
+
+@pytest.mark.parametrize("name", ["cars3d", "faces3d", "mpi3d/toy"])
+def test_manual_builders_reach_their_files_through_tfds(name, tmp_path, fake_web):
+  # The real registered builders: TFDS's download-and-prepare imports what it needs, then
+  # the builder looks for its manual files and says which one is missing.
+  from vae_jax.data import manual_datasets  # noqa: F401  # Registers the builders.
+
+  before = top_level_modules()
+  builder = tfds.builder(name, data_dir=str(tmp_path))
+  config = tfds.download.DownloadConfig(manual_dir=tfds_datasets.manual_dir(str(tmp_path)))
+  with pytest.raises(DatasetFileError, match="missing file"):
+    builder.download_and_prepare(download_config=config)
+  assert_imports_are_declared(top_level_modules() - before)
+  assert not fake_web.requested
+
+
+def test_a_missing_package_is_named_not_blamed_on_the_network(tmp_path, fake_web, monkeypatch):
+  import sys
+
+  serve_celeba_sources(fake_web)
+  monkeypatch.setitem(sys.modules, "bs4", None)  # As if beautifulsoup4 were not installed.
+  with pytest.raises(DatasetFileError) as info:
+    get_dataset(ml_collections.ConfigDict({"name": "celeb_a", "data_dir": str(tmp_path), "cache": "auto"}))
+  message = str(info.value)
+  assert message.startswith("celeb_a: TFDS cannot download and prepare the dataset: it needs the Python package "
+                            "beautifulsoup4 (module bs4), which is not installed.")
+  assert "pip install beautifulsoup4" in message
+  assert f"python -m vae_jax.data.build celeb_a --data_dir={tmp_path}" in message
+  assert "network" not in message
+  assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_missing_module_finds_the_module_in_the_exception_chain():
+  try:
+    try:
+      import vae_jax_no_such_module  # noqa: F401
+    except ImportError as e:
+      raise RuntimeError("wrapped") from e
+  except RuntimeError as e:
+    assert tfds_datasets.missing_module(e) == "vae_jax_no_such_module"
+  assert tfds_datasets.missing_module(ModuleNotFoundError("No module named 'bs4.builder'")) == "bs4"
+  assert tfds_datasets.missing_module(ConnectionError("Network is unreachable")) is None

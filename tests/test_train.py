@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vae_jax import checkpoints, models, parallel, train
+from vae_jax import checkpoints, parallel, rundir, train
+from vae_jax import state as state_lib
 from vae_jax.data import get_dataset
 from vae_jax.data import pipeline as data_pipeline
 
@@ -16,8 +17,7 @@ from vae_jax.data import pipeline as data_pipeline
 def restore_params(workdir, config):
   """The parameters of the latest checkpoint in workdir, as NumPy leaves."""
   dataset = get_dataset(config.data)
-  model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
-  target = train.create_ensemble_state(config, model, dataset.image_shape)
+  *_, target = rundir.build(config, dataset, len(dataset))
   ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"))
   state = ckpt.restore_latest(target)
   ckpt.close()
@@ -54,7 +54,7 @@ def test_resume_is_exact(tmp_path, test_config, monkeypatch, donated):
   for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
     np.testing.assert_array_equal(a, b)
   # And training did change the parameters from their initial values.
-  fresh = train.create_ensemble_state(config, models.create_model(config.model, (64, 64, 1), "betatcvae"), (64, 64, 1))
+  *_, fresh = rundir.build(config, get_dataset(config.data), 1)
   assert any(not np.allclose(a, np.asarray(b)) for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(fresh.params)))
 
 
@@ -89,13 +89,13 @@ def test_four_devices_match_one_device(test_config):
   config = test_config
   config.ensemble.num_members = 2
   dataset = get_dataset(config.data)
-  model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
+  model, objective, optimizers, initial = rundir.build(config, dataset, len(dataset))
   batch = data_pipeline.ensemble_batch(dataset, [0, 1], step=0, batch_size=config.batch_size)
-  step_fn = train.ensemble_step_fn(train.make_objective_fn(config, len(dataset)))
+  step_fn = train.ensemble_step_fn(train.StepSpec(objective, model.apply, optimizers))
   outputs = []
   for num_devices in (1, 4):
     mesh = parallel.create_mesh(num_devices)
-    state = jax.device_put(train.create_ensemble_state(config, model, dataset.image_shape), parallel.replicated(mesh))
+    state = jax.device_put(initial, parallel.replicated(mesh))
     fn = jax.jit(step_fn, in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)))
     global_batch = parallel.global_batch(batch, mesh)
     assert len(global_batch.sharding.device_set) == num_devices
@@ -120,20 +120,19 @@ def test_ensemble_step_is_train_step_per_member(test_config, monkeypatch, num_me
   config.ensemble.num_members = num_members
   config.ensemble.betas = (1.0, 8.0)[:num_members]
   dataset = get_dataset(config.data)
-  model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
-  objective_fn = train.make_objective_fn(config, len(dataset))
-  state = train.create_ensemble_state(config, model, dataset.image_shape)
+  model, objective, optimizers, state = rundir.build(config, dataset, len(dataset))
+  spec = train.StepSpec(objective, model.apply, optimizers)
   # Members at different steps (Adam's bias corrections differ), one already marked non-finite.
   state = state.replace(step=jnp.asarray([3, 7][:num_members]), nonfinite_step=jnp.asarray([-1, 2][:num_members]))
   batch = jnp.asarray(data_pipeline.ensemble_batch(dataset, list(range(num_members)), step=0,
                                                    batch_size=config.batch_size))
   vmap_members = parallel.vmap_members
   monkeypatch.setattr(parallel, "vmap_members", lambda fn, *a, **k: vmap_members(fn, *a, unroll=unroll, **k))
-  new_state, metrics = jax.jit(train.ensemble_step_fn(objective_fn))(state, batch)
+  new_state, metrics = jax.jit(train.ensemble_step_fn(spec))(state, batch)
   for m in range(num_members):
     member = jax.tree.map(lambda a: a[m], state)
     expected, expected_metrics = train.train_step(member, batch[m], jax.random.fold_in(member.rng, member.step),
-                                                  objective_fn=objective_fn)
+                                                  spec=spec)
     got = jax.tree.map(lambda a: a[m], new_state)
     assert int(got.step) == int(member.step) + 1
     assert int(got.nonfinite_step) == int(member.nonfinite_step)
@@ -146,8 +145,8 @@ def test_ensemble_step_is_train_step_per_member(test_config, monkeypatch, num_me
 def _state_like(num_members: int, num_floats: int):
   """A train state's shapes: `num_floats` float32 parameters and moments in all, num_members members."""
   leaf = jax.ShapeDtypeStruct((num_members, -(-num_floats // (3 * num_members))), jnp.float32)
-  return train.TrainState(step=jax.ShapeDtypeStruct((num_members,), jnp.int32), apply_fn=None, params=leaf,
-                          tx=None, opt_state=(leaf, leaf), rng=None, hparams={}, nonfinite_step=None)
+  return train.TrainState(step=jax.ShapeDtypeStruct((num_members,), jnp.int32), params={"vae": leaf},
+                          opt_state={"vae": (leaf, leaf)}, rng=None, hparams={}, nonfinite_step=None)
 
 
 def test_donates_state_on_cpu_only_for_one_large_member():
@@ -160,15 +159,16 @@ def test_donates_state_on_cpu_only_for_one_large_member():
 def test_jit_ensemble_step_updates_the_state_in_place_when_it_donates(test_config, monkeypatch):
   config = test_config
   dataset = get_dataset(config.data)
-  model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
+  model, objective, optimizers, initial = rundir.build(config, dataset, len(dataset))
+  spec = train.StepSpec(objective, model.apply, optimizers)
   mesh = parallel.create_mesh()
   batch = parallel.global_batch(data_pipeline.ensemble_batch(dataset, [0], step=0, batch_size=config.batch_size),
                                 mesh)
   for min_bytes, donated in ((2**62, False), (0, True)):
     monkeypatch.setattr(train, "CPU_DONATION_MIN_BYTES", min_bytes)
-    state = jax.device_put(train.create_ensemble_state(config, model, dataset.image_shape), parallel.replicated(mesh))
+    state = jax.device_put(initial, parallel.replicated(mesh))
     assert train.donates_state(state) == donated
-    new_state, _ = train.jit_ensemble_step(config, len(dataset), mesh, state)(state, batch)
+    new_state, _ = train.jit_ensemble_step(spec, mesh, state)(state, batch)
     assert all(leaf.is_deleted() == donated for leaf in jax.tree.leaves(state.params))
     assert int(new_state.step[0]) == 1
 
@@ -176,19 +176,19 @@ def test_jit_ensemble_step_updates_the_state_in_place_when_it_donates(test_confi
 def test_train_step_is_pure_and_reports_every_term(test_config):
   config = test_config
   dataset = get_dataset(config.data)
-  model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
-  state = train.create_train_state(model, train.create_optimizer(config), dataset.image_shape, 0,
-                                   dict(alpha=1.0, beta=6.0, gamma=1.0))
+  model, objective, optimizers, _ = rundir.build(config, dataset, len(dataset))
+  state = state_lib.create_train_state(model, objective, optimizers, dataset.image_shape, 0,
+                                       dict(alpha=1.0, beta=6.0, gamma=1.0))
   batch = jnp.asarray(dataset.images(np.arange(8)))
-  objective_fn = train.make_objective_fn(config, len(dataset))
+  spec = train.StepSpec(objective, model.apply, optimizers)
   rng = jax.random.PRNGKey(3)
-  s1, m1 = train.train_step(state, batch, rng, objective_fn=objective_fn)
-  s2, m2 = train.train_step(state, batch, rng, objective_fn=objective_fn)
+  s1, m1 = train.train_step(state, batch, rng, spec=spec)
+  s2, m2 = train.train_step(state, batch, rng, spec=spec)
   assert set(m1) >= {"loss", "reconstruction", "kl", "mi", "tc", "dimwise_kl", "elbo"}
   for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert int(s1.step) == 1 and int(s1.nonfinite_step) == -1
-  _, m3 = train.train_step(state, batch, jax.random.PRNGKey(4), objective_fn=objective_fn)
+  _, m3 = train.train_step(state, batch, jax.random.PRNGKey(4), spec=spec)
   assert float(m3["loss"]) != float(m1["loss"])  # The rng drives the sampling.
 
 
@@ -197,7 +197,8 @@ class NaNAfter:
 
   def __init__(self, dataset, first_bad_step):
     self._dataset, self._calls, self._first_bad = dataset, 0, first_bad_step
-    for attr in ("name", "factor_names", "factor_sizes", "factor_values", "image_shape"):
+    for attr in ("name", "factor_names", "factor_sizes", "factor_values", "image_shape", "factor_value_labels",
+                 "mig_excluded_factors", "nuisance_factors", "procedural"):
       setattr(self, attr, getattr(dataset, attr))
 
   def __len__(self):

@@ -7,10 +7,15 @@ on the command line, say) is an error rather than a silently ignored setting.
 
 from __future__ import annotations
 
+import json
+from typing import Any, Mapping
+
 import ml_collections
 
 from vae_jax import losses, metrics, models, objectives
-from vae_jax.data import CACHE_MODES, DATASETS, FACTORLESS_DATASETS
+from vae_jax.data import CACHE_MODES, DATASETS, FACTORLESS_DATASETS, PROCEDURAL_DATASETS, get_dataset
+from vae_jax.data import holdout as holdout_lib
+from vae_jax.data.grid import FactorDataset
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -40,6 +45,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Initialisation: "pytorch" (U(±1/√fan_in) for weights and biases, as Chen et al.'s
   # code) or "lecun" (Flax's default). It changes what a run learns; docs/ARCHITECTURE.md.
   c.model.init = "pytorch"
+  # What the encoder's scale head outputs: "log_var" (log σ²) or "log_sigma" (log σ, as
+  # Chen et al.'s code; log σ² = 2·output). It changes the training dynamics, not the model class.
+  c.model.scale_output = "log_var"
 
   c.loss = ml_collections.ConfigDict()
   c.loss.objective = "betatcvae"  # A module of vae_jax/objectives: "ae", "vae", "betavae", "betatcvae", ...
@@ -49,6 +57,8 @@ def base_config() -> ml_collections.ConfigDict:
   # index-code MI, beta the TC, gamma the dimension-wise KL; β-VAE: beta the KL).
   for name, default in objectives.all_hparams().items():
     c.loss[name] = float(default)
+  for name, default in objectives.all_settings().items():  # Static settings of the objectives.
+    c.loss[name] = default
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.learning_rate = 1e-3
@@ -113,9 +123,11 @@ def member_hparams(config: ml_collections.ConfigDict) -> dict[str, tuple[float, 
 
 
 def member_betas(config: ml_collections.ConfigDict) -> tuple[float, ...]:
-  """β of each ensemble member, for objectives with a β (else loss.beta for every member)."""
+  """β of each ensemble member; ValueError for an objective without β."""
   hparams = member_hparams(config)
-  return hparams.get("beta", (float(config.loss.beta),) * config.ensemble.num_members)
+  if "beta" not in hparams:
+    raise ValueError(f"Objective {config.loss.objective!r} has no β.")
+  return hparams["beta"]
 
 
 def shrink_to_test_size(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -136,8 +148,14 @@ def shrink_to_test_size(config: ml_collections.ConfigDict) -> ml_collections.Con
   return config
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the key and the fix for any value a run cannot use."""
+def validate_config(config: ml_collections.ConfigDict, dataset: FactorDataset | None = None) -> None:
+  """Raises ValueError naming the key and the fix for any value a run cannot use.
+
+  The settings that name parts of the dataset (eval.mig_factors, data.holdout) are
+  checked against `dataset`, or, for a procedural dataset (cheap to build), against
+  config.data's; for a real dataset without `dataset` they are checked by
+  `validate_dataset` once it is loaded (training and rundir.restore_run do).
+  """
 
   def check(ok: bool, message: str) -> None:
     if not ok:
@@ -154,6 +172,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f"model.architecture={config.model.architecture!r}; use one of {models.ARCHITECTURES}.")
   check(config.model.conv_impl in ("fast", "xla"), f"model.conv_impl={config.model.conv_impl!r}; use 'fast' or 'xla'.")
   check(config.model.init in models.INITS, f"model.init={config.model.init!r}; use one of {models.INITS}.")
+  check(config.model.scale_output in models.SCALE_OUTPUTS,
+        f"model.scale_output={config.model.scale_output!r}; use one of {models.SCALE_OUTPUTS}.")
+  check(config.loss.warmup_steps >= 0, f"loss.warmup_steps={config.loss.warmup_steps}; 0 disables the β warm-up.")
   check(config.model.latent_dim >= 1, f"model.latent_dim={config.model.latent_dim}; must be at least 1.")
   check(config.loss.objective in objectives.available(),
         f"loss.objective={config.loss.objective!r}; use one of {objectives.available()}.")
@@ -186,3 +207,65 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   check(config.eval.every_steps >= 0, f"eval.every_steps={config.eval.every_steps}; 0 disables it.")
   for key in ("log_every_steps", "checkpoint_every_steps", "max_checkpoints_to_keep"):
     check(config[key] >= 1, f"{key}={config[key]}; must be at least 1.")
+  if dataset is None and config.data.name in PROCEDURAL_DATASETS:
+    dataset = get_dataset(config.data)
+  if dataset is not None:
+    validate_dataset(config, dataset)
+
+
+def validate_dataset(config: ml_collections.ConfigDict, dataset: FactorDataset) -> None:
+  """Raises ValueError when eval.mig_factors or data.holdout name what `dataset` (the full grid) lacks."""
+  names = tuple(dataset.factor_names)
+  unknown = [n for n in config.eval.mig_factors if n not in names]
+  if unknown:
+    raise ValueError(f"Invalid config: eval.mig_factors names {unknown}, which {dataset.name} lacks; use factors "
+                     f"of {names} or () for the default.")
+  spec = (config.data.holdout or "").strip()
+  if not spec:
+    return
+  try:
+    mask = holdout_lib.holdout_mask(spec, dataset)
+  except ValueError as e:
+    raise ValueError(f"Invalid config: {e}") from None
+  if not mask.any():
+    raise ValueError(f"Invalid config: data.holdout={spec!r} holds out no image of {dataset.name}.")
+  if mask.all():
+    raise ValueError(f"Invalid config: data.holdout={spec!r} holds out every image of {dataset.name}; nothing is "
+                     "left to train on.")
+
+
+# Keys that may differ between a workdir's config.json and the config that resumes it
+# (or evaluates, visualises or exports it): how long to train; what to evaluate and
+# draw; how often to log and checkpoint and how many checkpoints to keep; how and from
+# where the input is read (the batches are the same); how processes start. Every other
+# key (seed, data.name, data.holdout, model.*, loss.*, optimizer.*, batch_size,
+# ensemble.*) defines what the checkpoints hold, and a change is refused.
+RESUMABLE_KEYS = ("num_train_steps", "eval", "log_every_steps", "checkpoint_every_steps", "max_checkpoints_to_keep",
+                  "data.prefetch", "data.workers", "data.pipeline", "data.data_dir", "data.cache", "multi_host")
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """{"a.b.c": value} of a nested mapping (a ConfigDict or a config.json's dict)."""
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, (Mapping, ml_collections.ConfigDict)):
+      out.update(flatten(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def config_differences(saved: Mapping[str, Any], config: ml_collections.ConfigDict) -> dict[str, tuple[Any, Any]]:
+  """{key: (saved value, config's value)} for every key outside RESUMABLE_KEYS whose values differ.
+
+  saved: a config as written to a workdir's config.json (JSON-decoded). Values are
+  compared in their JSON form (tuples as lists). Keys only one side has (a key added
+  to base_config after the workdir was written, say) are not compared.
+  """
+  old = flatten(saved)
+  new = flatten(json.loads(config.to_json()))
+
+  def resumable(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS)
+
+  return {k: (old[k], new[k]) for k in sorted(old.keys() & new.keys()) if not resumable(k) and old[k] != new[k]}

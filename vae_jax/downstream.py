@@ -23,6 +23,7 @@ in-distribution one (ties count one half): the Mann–Whitney U statistic / (n�
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -34,9 +35,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vae_jax import configlib, evaluate, losses, models, parallel, visualize
+from vae_jax import codes, configlib, evaluate, figures, losses, models, parallel, plotting, rundir
 from vae_jax.data import holdout as holdout_lib
-from vae_jax.data.grid import index_to_factors
+from vae_jax.data.grid import dataset_note, index_to_factors
 from vae_jax.evaluation import encode as encode_lib
 
 ANOMALY_SCORES = ("neg_elbo", "neg_log_px_iw", "kl", "llr_background")
@@ -70,21 +71,18 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 @functools.lru_cache(maxsize=8)
-def make_score_fn(model: models.VAE, likelihood: str, num_importance: int):
-  """jit((params [S], x [B, ...], keys [S]) -> dict of [S, B]): the ANOMALY_SCORES of every image."""
-  likelihood_fn = evaluate.make_likelihood_fn(model, likelihood, num_importance)
+def make_score_fn(model: models.VAE, objective, num_importance: int):
+  """jit((params [S], x [B, ...], keys [S]) -> dict of [S, B]): the ANOMALY_SCORES of every image
+  but llr_background, encoding through the objective's encoder."""
+  encoder = functools.partial(objective.encode, model.apply)
+  likelihood_fn = evaluate.make_likelihood_fn(encoder, lambda p, z: model.apply({"params": p}, z, method="decode"),
+                                              objective.likelihood, num_importance)
 
-  def kl_fn(params, x):
-    mean, log_var = model.apply({"params": params}, x, method=model.encode)
-    return losses.gaussian_kl(mean, log_var)
+  def one_member(params, x, key):
+    ll = likelihood_fn(params, x, key)
+    return dict(neg_elbo=-ll["elbo"], neg_log_px_iw=-ll["log_px_iw"], kl=losses.gaussian_kl(*encoder(params, x)))
 
-  kl_members = jax.jit(parallel.vmap_members(kl_fn, in_axes=(0, None)))
-
-  def scores(params, x, keys):
-    ll = likelihood_fn(params, x, keys)
-    return dict(neg_elbo=-ll["elbo"], neg_log_px_iw=-ll["log_px_iw"], kl=kl_members(params, x))
-
-  return scores
+  return jax.jit(parallel.vmap_members(one_member, in_axes=(0, None, 0)))
 
 
 def background_log_likelihood(images: np.ndarray, mean_image: np.ndarray, likelihood: str) -> np.ndarray:
@@ -101,18 +99,20 @@ def background_log_likelihood(images: np.ndarray, mean_image: np.ndarray, likeli
   return -0.5 * np.sum((x - mu) ** 2 + np.log(2.0 * np.pi), axis=1)
 
 
-def anomaly_scores(model: models.VAE, params: Any, dataset, indices: np.ndarray, *, likelihood: str,
+def anomaly_scores(model: models.VAE, objective, params: Any, dataset, indices: np.ndarray, *,
                    num_importance: int, key: jax.Array, batch_size: int = 500,
                    background: np.ndarray | None = None) -> dict[str, np.ndarray]:
-  """Anomaly scores [S, n] of the full-grid images `indices` [n], for params with ensemble axis S.
+  """Anomaly scores [S, n] of the full-grid images `indices` [n], for the VAE's params with ensemble
+  axis S; the objective gives the encoder and the likelihood.
 
   Returns neg_elbo, neg_log_px_iw and kl, and llr_background if a background mean
   image [H, W, C] is given. Each batch uses its own keys (fold_in(key, batch)), so
   scores are reproducible.
   """
   grid = holdout_lib.full_grid(dataset)
-  score_fn = make_score_fn(model, likelihood, num_importance)
-  s = visualize.num_members(params)
+  likelihood = objective.likelihood
+  score_fn = make_score_fn(model, objective, num_importance)
+  s = codes.num_members(params)
   out = {name: [] for name in ANOMALY_SCORES}
   for b, start in enumerate(range(0, len(indices), batch_size)):
     chunk = np.asarray(indices[start:start + batch_size])
@@ -131,7 +131,7 @@ def anomaly_scores(model: models.VAE, params: Any, dataset, indices: np.ndarray,
 
 
 def anomaly_report(config: ml_collections.ConfigDict, workdir: str, *, num_images: int = 5000,
-                   seed: int | None = None, restored: visualize.Restored | None = None) -> dict[str, Any]:
+                   seed: int | None = None, run: rundir.Run | None = None) -> dict[str, Any]:
   """AUROC of held-out images (config.data.holdout) against in-distribution ones → workdir/anomaly.json.
 
   Scores up to `num_images` random images of each group (training images and held-out
@@ -139,14 +139,21 @@ def anomaly_report(config: ml_collections.ConfigDict, workdir: str, *, num_image
   histograms to workdir/figures/anomaly_scores[_member_m].png.
 
   Returns the anomaly.json record: per member, the AUROC of each score and the score
-  means of both groups. `restored` (visualize.restore_workdir's result) saves restoring again.
+  means of both groups. `run` (rundir.restore_run's result) saves restoring again.
+  Holds the workdir's lock (rundir.hold_workdir) throughout.
   """
+  with rundir.hold_workdir(workdir, existing=run is None):
+    return _anomaly_report(config, workdir, num_images=num_images, seed=seed, run=run)
+
+
+def _anomaly_report(config: ml_collections.ConfigDict, workdir: str, *, num_images: int, seed: int | None,
+                    run: rundir.Run | None) -> dict[str, Any]:
   spec = config.data.get("holdout", "")
   if not spec:
     raise ValueError("anomaly detection needs held-out factor values: train with data.holdout set (e.g. "
                      "--config.data.holdout=shape=2, as configs/anomaly_dsprites.py does) and pass the same config.")
-  restored = restored if restored is not None else visualize.restore_workdir(config, workdir)
-  dataset = restored.dataset
+  run = run if run is not None else rundir.restore_run(config, workdir)
+  dataset = run.dataset
   if not hasattr(dataset, "holdout_indices"):
     raise ValueError(f"The restored dataset has no holdout; restore it with config.data.holdout={spec!r}.")
   seed = config.seed if seed is None else seed
@@ -162,15 +169,15 @@ def anomaly_report(config: ml_collections.ConfigDict, workdir: str, *, num_image
                                           size=min(BACKGROUND_IMAGES, len(dataset.kept_indices))))
   chunks = [background_indices[i:i + 2000] for i in range(0, len(background_indices), 2000)]
   background = sum(grid.images(c).sum(0, dtype=np.float64) for c in chunks) / len(background_indices)
-  scores = anomaly_scores(restored.model, restored.params, dataset, indices, likelihood=config.loss.likelihood,
-                          num_importance=num_importance, key=jax.random.PRNGKey(seed), background=background)
-  betas = configlib.member_betas(config)
+  scores = anomaly_scores(run.model, run.objective, run.params, dataset, indices, num_importance=num_importance,
+                          key=jax.random.PRNGKey(seed), background=background)
+  hparams = configlib.member_hparams(config)
   members = []
-  for m in range(visualize.num_members(restored.params)):
+  for m in range(codes.num_members(run.params)):
     members.append({
         "member": m,
         "seed": config.seed + m,
-        "beta": betas[m],
+        "hparams": {k: v[m] for k, v in hparams.items()},
         "auroc": {name: auroc(scores[name][m], labels) for name in ANOMALY_SCORES},
         "mean_score": {
             "in_distribution": {name: float(scores[name][m][~labels].mean()) for name in ANOMALY_SCORES},
@@ -183,15 +190,14 @@ def anomaly_report(config: ml_collections.ConfigDict, workdir: str, *, num_image
     draw_score_histograms({k: v[m] for k, v in scores.items()}, labels, members[m]["auroc"],
                           os.path.join(workdir, "figures", name),
                           title=f"Anomaly scores: held-out images ({spec}) vs training images"
-                                f"{f', member {m}' if members_total > 1 else ''}, step {restored.step}; "
-                                f"{visualize.dataset_label(dataset)}")
+                                f"{f', member {m}' if members_total > 1 else ''}, step {run.step}; "
+                                f"{figures.dataset_label(dataset)}")
   record = {
       "holdout": spec,
       "dataset": grid.name,
-      "dataset_note": "procedurally generated grid, not the original dataset file"
-                      if grid.name.endswith("_procedural") else "",
+      "dataset_note": dataset_note(dataset),
       "objective": config.loss.objective,
-      "checkpoint_step": restored.step,
+      "checkpoint_step": run.step,
       "num_in_distribution": int(len(inliers)),
       "num_held_out": int(len(outliers)),
       "importance_samples": num_importance,
@@ -218,7 +224,7 @@ def draw_score_histograms(scores: dict[str, np.ndarray], labels: np.ndarray, aur
                           title: str) -> str:
   """One panel per score: histograms of scores [n] for labels False (in-distribution) and True (held out)."""
   w, h = 3.8 * len(scores), 3.6
-  fig = visualize._new_figure((w, h))
+  fig = plotting.new_figure((w, h))
   axes = fig.subplots(1, len(scores), squeeze=False, gridspec_kw=dict(
       left=0.7 / w, right=1 - 0.2 / w, top=1 - 0.75 / h, bottom=0.55 / h, wspace=0.3))[0]
   nice = {"neg_elbo": "−ELBO (nats)", "neg_log_px_iw": "−log p(x), importance-weighted (nats)",
@@ -233,9 +239,9 @@ def draw_score_histograms(scores: dict[str, np.ndarray], labels: np.ndarray, aur
     ax.set_title(f"{name}: AUROC {aurocs[name]:.3f}", fontsize=9.5)
     ax.tick_params(labelsize=8)
   axes[0].legend(fontsize=8)
-  text, size = visualize.fit_title(title, w - 0.3, 2)
+  text, size = plotting.fit_title(title, w - 0.3, 2)
   fig.suptitle(text, fontsize=size, y=1 - 0.06 / h, va="top")
-  return visualize._save(fig, path)
+  return plotting.save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------
@@ -262,22 +268,37 @@ def split_indices(config: ml_collections.ConfigDict, dataset, split: str) -> np.
 
 
 def export_embeddings(config: ml_collections.ConfigDict, workdir: str, split: str, path: str, *,
-                      member: int = 0, restored: visualize.Restored | None = None) -> dict[str, np.ndarray]:
+                      member: int = 0, run: rundir.Run | None = None) -> dict[str, np.ndarray]:
   """Writes one member's posterior parameters of a split's images to an .npz; returns its arrays.
 
   Keys: mean [n, K], log_var [n, K] (float32), factor_indices [n, F], indices [n]
   (full-grid flat indices), factor_values [n, F] (float64), factor_names [F],
-  and scalars split, dataset, member, seed, beta, checkpoint_step. `restored`
-  (visualize.restore_workdir's result) saves restoring again.
+  and scalars split, dataset, member, seed, beta, checkpoint_step. `run`
+  (rundir.restore_run's result) saves restoring again. Holds the workdir's lock
+  (rundir.hold_workdir) when `path` lies inside the workdir.
   """
-  restored = restored if restored is not None else visualize.restore_workdir(config, workdir)
-  members = visualize.num_members(restored.params)
+  lock = rundir.hold_workdir(workdir, existing=run is None) if _inside(path, workdir) else contextlib.nullcontext()
+  with lock:
+    return _export_embeddings(config, workdir, split, path, member=member, run=run)
+
+
+def _inside(path: str, directory: str) -> bool:
+  """Whether `path` lies in `directory` (or is it)."""
+  path, directory = os.path.realpath(path), os.path.realpath(directory)
+  return os.path.commonpath([path, directory]) == directory
+
+
+def _export_embeddings(config: ml_collections.ConfigDict, workdir: str, split: str, path: str, *, member: int,
+                       run: rundir.Run | None) -> dict[str, np.ndarray]:
+  run = run if run is not None else rundir.restore_run(config, workdir)
+  members = codes.num_members(run.params)
   if not 0 <= member < members:
     raise ValueError(f"member {member} does not exist; the checkpoint has {members} member(s).")
-  grid = holdout_lib.full_grid(restored.dataset)
-  indices = split_indices(config, restored.dataset, split)
-  one = jax.tree.map(lambda x: x[member:member + 1], restored.params)
-  means, log_vars = encode_lib.encode_dataset(restored.model, one, grid, restored.mesh, indices=indices,
+  grid = holdout_lib.full_grid(run.dataset)
+  indices = split_indices(config, run.dataset, split)
+  one = jax.tree.map(lambda x: x[member:member + 1], run.params)
+  encoder = functools.partial(run.objective.encode, run.model.apply)
+  means, log_vars = encode_lib.encode_dataset(encoder, one, grid, run.mesh, indices=indices,
                                               batch_size=config.eval.batch_size, progress=len(indices) > 50_000)
   factors = index_to_factors(indices, grid.factor_sizes)
   arrays = dict(
@@ -292,8 +313,8 @@ def export_embeddings(config: ml_collections.ConfigDict, workdir: str, split: st
       dataset=np.asarray(grid.name),
       member=np.asarray(member),
       seed=np.asarray(config.seed + member),
-      beta=np.asarray(configlib.member_betas(config)[member]),
-      checkpoint_step=np.asarray(restored.step),
+      **{name: np.asarray(values[member]) for name, values in configlib.member_hparams(config).items()},
+      checkpoint_step=np.asarray(run.step),
   )
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   np.savez(path, **arrays)
@@ -321,14 +342,17 @@ def parse_latents(text: str, latent_dim: int) -> np.ndarray:
 
 
 def generate(config: ml_collections.ConfigDict, workdir: str, latents: np.ndarray, *, member: int = 0,
-             restored: visualize.Restored | None = None) -> np.ndarray:
+             run: rundir.Run | None = None) -> np.ndarray:
   """Decoder means [n, H, W, C] in [0, 1] of user-set latents [n, K] (one member of workdir's checkpoint)."""
   latents = np.asarray(latents, np.float32)
   if latents.ndim != 2 or latents.shape[1] != config.model.latent_dim:
     raise ValueError(f"latents must be [n, {config.model.latent_dim}], got {latents.shape}.")
-  restored = restored if restored is not None else visualize.restore_workdir(config, workdir)
-  return visualize.decode_images(restored.model, visualize.member_params(restored.params, member), latents,
-                                 config.loss.likelihood)
+  run = run if run is not None else rundir.restore_run(config, workdir)
+  members = codes.num_members(run.params)
+  if not 0 <= member < members:
+    raise ValueError(f"member {member} does not exist; the checkpoint has {members} member(s).")
+  return codes.decode_images(run.model, codes.member_params(run.params, member), latents,
+                               run.objective.likelihood)
 
 
 def _code_label(z: np.ndarray) -> str:
@@ -338,11 +362,22 @@ def _code_label(z: np.ndarray) -> str:
 
 
 def generate_to_file(config: ml_collections.ConfigDict, workdir: str, latents_text: str, output: str = "", *,
-                     member: int = 0, restored: visualize.Restored | None = None) -> str:
-  """--mode=generate: decodes --latents and draws them in a row → output (default workdir/figures/generated.png)."""
+                     member: int = 0, run: rundir.Run | None = None) -> str:
+  """--mode=generate: decodes --latents and draws them in a row → output (default workdir/figures/generated.png).
+
+  Holds the workdir's lock (rundir.hold_workdir) when the output lies inside the workdir.
+  """
   latents = parse_latents(latents_text, config.model.latent_dim)
-  images = generate(config, workdir, latents, member=member, restored=restored)
   output = output or os.path.join(workdir, "figures", "generated.png")
+  lock = rundir.hold_workdir(workdir, existing=run is None) if _inside(output, workdir) else contextlib.nullcontext()
+  with lock:
+    return _generate_to_file(config, workdir, latents, output, member=member, run=run)
+
+
+def _generate_to_file(config: ml_collections.ConfigDict, workdir: str, latents: np.ndarray, output: str, *,
+                      member: int, run: rundir.Run | None) -> str:
+  run = run if run is not None else rundir.restore_run(config, workdir)
+  images = generate(config, workdir, latents, member=member, run=run)
   cols = min(len(images), 8)
   rows = -(-len(images) // cols)
   cells, titles = [], []
@@ -353,11 +388,11 @@ def generate_to_file(config: ml_collections.ConfigDict, workdir: str, latents_te
   lines = -(-latents.shape[1] // 5)
   cell, gap = 1.1, 0.12 * lines + 0.1
   left = max(0.2, (5.5 - cols * (cell + gap)) / 2)  # Centred in a figure at least 5.5 in wide.
-  layout = visualize.GridLayout(rows, cols, left=left, right=left, title_lines=3, cell=cell,
+  layout = plotting.GridLayout(rows, cols, left=left, right=left, title_lines=3, cell=cell,
                                 header=0.12 * lines + 0.05, gap=gap)
-  visualize.draw_image_grid(cells, output, layout=layout, cell_titles=titles, col_label_size=6.5,
+  plotting.draw_image_grid(cells, output, layout=layout, cell_titles=titles, col_label_size=6.5,
                             title=f"Decoder means at the latent values given above each image (member {member}, "
-                                  f"{visualize.dataset_label(config.data.name)})")
+                                  f"{figures.dataset_label(run.dataset)})")
   logging.info("Wrote %d generated images to %s.", len(images), output)
   return output
 

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vae_jax import losses, metrics as metrics_lib, parallel, rundir, writers
+from vae_jax import losses, metrics as metrics_lib, rundir, writers
 from vae_jax.data.grid import FactorDataset, default_mig_factors, index_to_factors
 from vae_jax.evaluation import encode as encode_lib
 
@@ -161,11 +161,85 @@ def log_line(result: rundir.MemberResults) -> str:
   return ", ".join(f"{k} {v:.3f}" if abs(v) < 100 else f"{k} {v:.1f}" for k, v in member_scalars(result).items())
 
 
+REPRESENTATION_METRICS = ("mig_histogram", "active_units")
+
+
+def evaluate_representation(fn: Callable, dataset: FactorDataset, *, metrics: Sequence[str] | None = None,
+                            key: jax.Array | None = None, settings: ml_collections.ConfigDict | None = None,
+                            indices: np.ndarray | None = None) -> rundir.MemberResults:
+  """Scores any representation of a factor dataset with the registered metrics.
+
+  fn: images [B, H, W, C] (NumPy float32 in [0, 1]) -> codes [B, K] (NumPy or JAX), or
+    a pair (mean, log_var) of [B, K] for a posterior (then Chen's MIG and the ELBO
+    decomposition apply too). A PyTorch encoder works wrapped in a lambda.
+  dataset: a FactorDataset; indices: which grid images ([N], a sub-grid in grid order
+    such as `evaluated_indices` gives; default the whole grid).
+  metrics: names from vae_jax.metrics (default: the histogram MIG and active units for
+    codes; also Chen's MIG and the ELBO decomposition for posteriors).
+  key: fixes every random choice (default PRNGKey(0)); settings: an `eval` config
+    (default configlib.base_config().eval) for the metrics' sample sizes.
+  Returns the typed MemberResults the evaluation run writes to metrics.json.
+  """
+  from vae_jax import configlib  # The defaults of the eval settings.
+
+  if not getattr(dataset, "factor_sizes", None):
+    raise ValueError(f"{getattr(dataset, 'name', dataset)!r} has no ground-truth factors; the disentanglement "
+                     "metrics need a factor grid (a FactorDataset with factor_sizes).")
+  settings = settings or configlib.base_config().eval
+  key = jax.random.PRNGKey(0) if key is None else key
+  sizes = tuple(dataset.factor_sizes)
+  if indices is None:
+    indices = np.arange(int(np.prod(sizes)))
+  else:
+    sizes = evaluation_grid_sizes(indices, sizes)
+  means, log_vars = [], []
+  for start in range(0, len(indices), settings.batch_size):
+    chunk = indices[start:start + settings.batch_size]
+    out = fn(dataset.images(chunk))
+    mean, log_var = out if isinstance(out, tuple) else (out, None)
+    mean = np.asarray(mean)
+    if mean.ndim != 2 or mean.shape[0] != len(chunk):
+      raise ValueError(f"fn must map images [B, H, W, C] to codes [B, K]; for {len(chunk)} images it returned "
+                       f"shape {mean.shape}.")
+    if not np.isfinite(mean).all() or (log_var is not None and not np.isfinite(np.asarray(log_var)).all()):
+      raise ValueError("fn returned NaN or infinite codes; check the encoder and its input scaling ([0, 1] floats).")
+    means.append(mean)
+    log_vars.append(None if log_var is None else np.asarray(log_var, np.float32))
+  mean = np.concatenate(means)
+  log_var = None if log_vars[0] is None else np.concatenate(log_vars)
+  names = tuple(metrics) if metrics is not None else (
+      REPRESENTATION_METRICS if log_var is None else ("mig", "mig_histogram", "elbo_decomposition", "active_units"))
+  if "likelihood" in names:
+    raise ValueError("The likelihood metric needs a model's decoder; evaluate_representation scores codes only.")
+  ctx = metrics_lib.MetricContext(
+      posterior=metrics_lib.Posterior(mean, log_var, sizes, indices, index_to_factors(indices, dataset.factor_sizes)),
+      dataset=dataset, settings=settings, key=key, points=draw_points(names, settings, len(indices), 0),
+      counted_factors=mig_factors(dataset, settings.mig_factors))
+  return rundir.MemberResults(member=0, seed=0, hparams={}, images=int(len(indices)), subgrid_sizes=list(sizes),
+                              metrics={name: metrics_lib.get(name).compute(ctx) for name in names})
+
+
+def evaluation_grid_sizes(indices: np.ndarray, factor_sizes: Sequence[int]) -> tuple[int, ...]:
+  """The factor sizes of the sub-grid `indices` [N] (in row-major grid order); ValueError if it is not one."""
+  factors = index_to_factors(np.asarray(indices), factor_sizes)
+  sizes = tuple(len(np.unique(factors[:, f])) for f in range(factors.shape[1]))
+  if int(np.prod(sizes)) != len(indices) or np.any(np.diff(np.asarray(indices)) <= 0):
+    raise ValueError("indices must be a sub-grid of the dataset in grid order (e.g. from evaluate.evaluated_indices).")
+  return sizes
+
+
 def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> rundir.RunResults:
   """--mode=evaluate: evaluates workdir's latest checkpoint → metrics.json and TensorBoard.
 
-  Evaluates the whole dataset, or the sub-grid if eval.final == "subset".
+  Evaluates the whole dataset, or the sub-grid if eval.final == "subset". Holds the
+  workdir's lock (rundir.hold_workdir); FileNotFoundError, creating nothing, when the
+  workdir has no checkpoint.
   """
+  with rundir.hold_workdir(workdir, existing=True):
+    return _evaluate_workdir(config, workdir)
+
+
+def _evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> rundir.RunResults:
   run = rundir.restore_run(config, workdir, with_holdout=False)
   full = config.eval.final != "subset"
   evaluations = evaluate_ensemble(config.eval, run.model, run.objective, run.params, run.dataset, run.mesh,

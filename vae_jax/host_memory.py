@@ -55,5 +55,5 @@ def retain_freed_memory() -> bool:
   libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
   applied = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, _INT_MAX) == 1
   if applied:
-    logging.log_first_n(logging.INFO, "glibc malloc keeps freed memory for reuse (vae_jax.host_memory).", 1)
+    logging.log_first_n(logging.DEBUG, "glibc malloc keeps freed memory for reuse (vae_jax.host_memory).", 1)
   return applied

@@ -10,6 +10,12 @@ The other modes work on the workdir's latest checkpoint:
   anomaly    AUROC of held-out (data.holdout) vs training images → anomaly.json;
   export     posterior mean/log-variance and factor indices of --split → .npz;
   generate   decode the codes given in --latents.
+
+Every mode that writes into the workdir holds its lock: a second process on the same
+workdir stops at once. An error you can fix (a bad config or flag, a workdir trained
+with another config, a missing checkpoint or dataset file, a NaN loss, ...) prints one
+or two lines and exits with status 1; --verbose adds the traceback, and --log_dir=DIR
+logs to a file there (tracebacks included) instead of the console.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ flags.DEFINE_string("split", "subgrid", "--mode=export: all, train, holdout, sub
 flags.DEFINE_string("output", "", "--mode=export/generate: the file to write (default: in the workdir).")
 flags.DEFINE_string("latents", "", "--mode=generate: codes to decode; values split by ',', codes by ';'.")
 flags.DEFINE_integer("member", 0, "--mode=export/generate: which ensemble member.")
+flags.DEFINE_bool("verbose", False, "On an error, print the full traceback too (not just what is wrong and what to do).")
 config_flags.DEFINE_config_file("config", None, "An ml_collections config file, e.g. configs/default.py.",
                                 lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
@@ -49,16 +56,32 @@ def _flatten_keys(config, prefix=""):
       yield f"{prefix}{key}"
 
 
+def _config_path(argv: list[str]) -> str | None:
+  """The config file named by --config=FILE or --config FILE (as absl accepts both, with - or --)."""
+  path = None
+  for i, arg in enumerate(argv[1:], start=1):
+    name, eq, value = arg.lstrip("-").partition("=")
+    if arg.startswith("-") and name == "config":
+      path = value if eq else (argv[i + 1] if i + 1 < len(argv) else None)
+    elif arg == "--":
+      break
+  if path and not os.path.isfile(path) and ":" in path:  # config_flags' FILE:ARGUMENT form.
+    path = path.rsplit(":", 1)[0]
+  return path
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing, with one clear message for a bad config file or config key."""
-  config_path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  config_path = _config_path(argv)
   if config_path is not None and not os.path.isfile(config_path):
-    sys.exit(f"FATAL: config file {config_path!r} does not exist; see configs/ for the shipped ones.")
+    sys.exit(f"Error: config file {config_path!r} does not exist; see configs/ for the shipped ones.")
   try:
     return FLAGS(argv)
   except flags.Error as e:
-    sys.exit(f"FATAL Flags parsing error: {e}\nPass --helpshort or --helpfull to see help on flags.")
-  except (AttributeError, KeyError) as e:
+    sys.exit(f"Error: {' '.join(str(e).split())}\nPass --helpshort or --helpfull to see help on flags.")
+  except (AttributeError, KeyError):
+    if config_path is None:
+      raise
     spec = importlib.util.spec_from_file_location("_config", config_path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -69,7 +92,7 @@ def parse_flags(argv: list[str]) -> list[str]:
       raise
     hints = [f"--config.{k}: did you mean {difflib.get_close_matches(k, keys, n=1, cutoff=0.6)[0]!r}?"
              for k in unknown if difflib.get_close_matches(k, keys, n=1, cutoff=0.6)]
-    sys.exit(f"FATAL: unknown config key(s) {', '.join(repr(k) for k in unknown)} in {config_path}. "
+    sys.exit(f"Error: unknown config key(s) {', '.join(repr(k) for k in unknown)} in {config_path}. "
              + " ".join(hints) + f"\nThe keys of {config_path} are: {', '.join(keys)}")
 
 
@@ -80,40 +103,47 @@ class _QuietOrbax(py_logging.Filter):
     return record.levelno >= py_logging.WARNING or "orbax" not in record.pathname
 
 
+def run_mode(config, workdir: str) -> None:
+  """Checks the config and the flags of --mode, then runs it."""
+  from vae_jax import configlib, evaluate, train  # Imported after flags parse: jax and TF start up slowly.
+
+  configlib.validate_config(config)
+  if FLAGS.mode in ("export", "generate") and not 0 <= FLAGS.member < config.ensemble.num_members:
+    raise ValueError(f"--member={FLAGS.member} does not exist; the run has ensemble.num_members="
+                     f"{config.ensemble.num_members} (members 0 to {config.ensemble.num_members - 1}).")
+  if FLAGS.mode == "train":
+    train.train_and_evaluate(config, workdir)
+  elif FLAGS.mode == "evaluate":
+    evaluate.evaluate_workdir(config, workdir)
+  elif FLAGS.mode == "visualize":
+    from vae_jax import visualize
+    visualize.visualize_workdir(config, workdir)
+  else:
+    from vae_jax import downstream
+    if FLAGS.mode == "anomaly":
+      downstream.anomaly_report(config, workdir)
+    elif FLAGS.mode == "export":
+      output = FLAGS.output or os.path.join(workdir, f"embeddings_{FLAGS.split.replace(':', '')}.npz")
+      downstream.export_embeddings(config, workdir, FLAGS.split, output, member=FLAGS.member)
+    else:
+      downstream.generate_to_file(config, workdir, FLAGS.latents, FLAGS.output, member=FLAGS.member)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_QuietOrbax())
+  if FLAGS.log_dir:
+    logging.get_absl_handler().use_absl_log_file()
 
-  from vae_jax import configlib, evaluate, host_memory, train  # Imported after flags parse: jax and TF start up slowly.
+  from vae_jax import cli, host_memory
 
   host_memory.retain_freed_memory()
-
-  config = FLAGS.config
   try:
-    configlib.validate_config(config)
-  except ValueError as e:
-    sys.exit(f"FATAL: {e}")
-  if FLAGS.mode == "train":
-    train.train_and_evaluate(config, FLAGS.workdir)
-  elif FLAGS.mode == "evaluate":
-    evaluate.evaluate_workdir(config, FLAGS.workdir)
-  elif FLAGS.mode == "visualize":
-    from vae_jax import visualize
-    visualize.visualize_workdir(config, FLAGS.workdir)
-  else:
-    from vae_jax import downstream
-    try:
-      if FLAGS.mode == "anomaly":
-        downstream.anomaly_report(config, FLAGS.workdir)
-      elif FLAGS.mode == "export":
-        output = FLAGS.output or os.path.join(FLAGS.workdir, f"embeddings_{FLAGS.split.replace(':', '')}.npz")
-        downstream.export_embeddings(config, FLAGS.workdir, FLAGS.split, output, member=FLAGS.member)
-      else:
-        downstream.generate_to_file(config, FLAGS.workdir, FLAGS.latents, FLAGS.output, member=FLAGS.member)
-    except ValueError as e:
-      sys.exit(f"FATAL: {e}")
+    run_mode(FLAGS.config, FLAGS.workdir)
+  except cli.USER_ERRORS as e:
+    cli.fail(e, verbose=FLAGS.verbose)
 
 
 if __name__ == "__main__":

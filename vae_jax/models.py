@@ -22,6 +22,8 @@ from vae_jax import losses
 
 ARCHITECTURES = ("conv64", "mlp")
 INITS = ("pytorch", "lecun")
+# The encoder's scale head: log σ² itself, or log σ (Chen et al.'s code), log σ² = 2·output.
+SCALE_OUTPUTS = ("log_var", "log_sigma")
 
 
 def _uniform(bound: float):
@@ -129,10 +131,12 @@ class VAE(nn.Module):
 
   encoder: nn.Module
   decoder: nn.Module
+  scale_output: str = "log_var"  # What the encoder's scale head outputs: "log_var" or "log_sigma".
 
   def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Posterior parameters (mean, log_var) [B, K] of images x [B, H, W, C]."""
-    return self.encoder(x)
+    mean, scale = self.encoder(x)
+    return mean, (2.0 * scale if self.scale_output == "log_sigma" else scale)
 
   def decode(self, z: jax.Array) -> jax.Array:
     """Decoder output [B, H, W, C] (logits or means) for codes z [B, K]."""
@@ -159,4 +163,6 @@ def create_model(model_config: ml_collections.ConfigDict, image_shape: tuple[int
     decoder = MLPDecoder(tuple(image_shape), hidden=(width, width, width), init=model_config.init)
   else:
     raise ValueError(f"Unknown model.architecture {arch!r}; use one of {ARCHITECTURES}.")
-  return VAE(encoder=encoder, decoder=decoder)
+  if model_config.get("scale_output", "log_var") not in SCALE_OUTPUTS:
+    raise ValueError(f"Unknown model.scale_output {model_config.scale_output!r}; use one of {SCALE_OUTPUTS}.")
+  return VAE(encoder=encoder, decoder=decoder, scale_output=model_config.get("scale_output", "log_var"))

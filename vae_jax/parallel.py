@@ -20,9 +20,10 @@ DATA_AXIS = "data"
 
 
 def initialize(multi_host: bool) -> None:
-  """Starts the multi-host runtime when asked (a no-op for one process)."""
-  if multi_host:
-    jax.distributed.initialize()
+  """Starts the multi-host runtime when asked (a no-op for one process, which logs nothing)."""
+  if not multi_host:
+    return
+  jax.distributed.initialize()
   logging.info(
       "JAX process %d/%d, %d local / %d global devices (%s).",
       jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),

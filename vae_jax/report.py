@@ -4,15 +4,16 @@
 
 Each RUN_DIR is a workdir with a metrics.json, a folder with a results.json (as
 vae_jax.sweep writes them), or a folder of either, one level down. Every ensemble
-member is one model; members are grouped by (objective, β) (and by dataset and
-architecture when the runs mix them). Writes
+member is one model; members are grouped by objective and its hyperparameters (and by
+dataset and architecture when the runs mix them). Writes
 
     OUT/mig_distribution.png   one panel per MIG convention (Chen et al.'s sampling
                                estimator; disentanglement_lib's histogram MIG): a box
                                plot per group with every model's MIG as a point on top
                                (as in Chen et al.'s Figure 5)
     OUT/mig_table.md           per group: number of models, median and interquartile
-                               range of each MIG convention, then one row per model
+                               range of each MIG convention and of every other metric
+                               with a headline value, then one row per model
 
 OUT defaults to ./mig_report. Titles name each estimator, the factors it counted, how
 many images it was computed on and the dataset (marked procedural where it is).
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from typing import Any, Sequence
@@ -31,8 +31,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from vae_jax import rundir
+
 # The two MIG conventions in metrics.json: (key, short name).
 CONVENTIONS = (("mig", "MIG, sampling estimator"), ("mig_histogram", "MIG, histogram estimator"))
+_SYMBOLS = {"alpha": "α", "beta": "β", "gamma": "γ"}
 _OBJECTIVE_ORDER = {"ae": 0, "vae": 1, "betavae": 2, "betatcvae": 3}
 _OBJECTIVE_NAMES = {"ae": "AE", "vae": "VAE", "betavae": "β-VAE", "betatcvae": "β-TCVAE"}
 
@@ -48,7 +51,7 @@ class Model:
   run: str
   member: int
   seed: int
-  beta: float
+  hparams: tuple[tuple[str, float], ...]  # The objective's per-member hyperparameters, sorted by name.
   objective: str
   estimator: str  # β-TCVAE's minibatch estimator (mws / mss).
   architecture: str
@@ -56,6 +59,12 @@ class Model:
   dataset_note: str
   step: int
   mig: dict  # convention key -> {"value", "estimator", "factors", "images"}
+  scores: dict = dataclasses.field(default_factory=dict)  # every metric with a headline "value": name -> value
+
+  @property
+  def beta(self) -> float:
+    """β if the objective has one, else NaN."""
+    return dict(self.hparams).get("beta", float("nan"))
 
 
 # A run's record: metrics.json in its workdir, or results.json where vae_jax.sweep copied it.
@@ -89,30 +98,31 @@ def load_models(run_dirs: Sequence[str]) -> tuple[list[Model], list[str]]:
     for path in paths:
       run = os.path.dirname(path)
       try:
-        with open(path) as f:
-          payload = json.load(f)
-      except (OSError, json.JSONDecodeError) as e:
+        results = rundir.read_results(path)
+      except (OSError, ValueError, TypeError, KeyError) as e:
         problems.append(f"{path}: cannot be read ({e}).")
         continue
       found = 0
-      for m in payload.get("members", []):
-        if not all(isinstance(m.get(k), dict) and "value" in m[k] for k, _ in CONVENTIONS):
+      for m in results.members:
+        if not all(isinstance(m.metrics.get(k), dict) and "value" in m.metrics[k] for k, _ in CONVENTIONS):
           continue
         found += 1
         models.append(Model(
             run=run,
-            member=int(m.get("member", 0)),
-            seed=int(m.get("seed", 0)),
-            beta=float(m.get("beta", float("nan"))),
-            objective=str(payload.get("objective", "?")),
-            estimator=str(payload.get("estimator", "")),
-            architecture=str(payload.get("architecture", "?")),
-            dataset=str(payload.get("dataset", "?")),
-            dataset_note=str(payload.get("dataset_note", "")),
-            step=int(payload.get("checkpoint_step", 0)),
-            mig={k: dict(value=float(m[k]["value"]), estimator=str(m[k].get("estimator", k)),
-                         factors=tuple(m[k].get("factors", ())), images=int(m.get("images", 0)))
+            member=m.member,
+            seed=m.seed,
+            hparams=tuple(sorted((k, float(v)) for k, v in m.hparams.items())),
+            objective=results.objective or "?",
+            estimator=results.estimator,
+            architecture=results.architecture or "?",
+            dataset=results.dataset or "?",
+            dataset_note=results.dataset_note,
+            step=int(results.checkpoint_step),
+            mig={k: dict(value=float(m.metrics[k]["value"]), estimator=str(m.metrics[k].get("estimator", k)),
+                         factors=tuple(m.metrics[k].get("factors", ())), images=int(m.images or 0))
                  for k, _ in CONVENTIONS},
+            scores={k: float(v["value"]) for k, v in m.metrics.items()
+                    if isinstance(v.get("value"), (int, float))},
         ))
       if not found:
         problems.append(f"{path}: no evaluated members (the run had eval.final='none' or stopped before its "
@@ -121,9 +131,9 @@ def load_models(run_dirs: Sequence[str]) -> tuple[list[Model], list[str]]:
 
 
 def group_key(model: Model) -> tuple:
-  """The grouping: dataset, architecture, objective (with its TC estimator for β-TCVAE) and β."""
+  """The grouping: dataset, architecture, objective (with its TC estimator for β-TCVAE) and hyperparameters."""
   objective = model.objective + (f"/{model.estimator}" if model.objective == "betatcvae" and model.estimator else "")
-  return (model.dataset, model.architecture, objective, model.beta)
+  return (model.dataset, model.architecture, objective, model.hparams)
 
 
 def group_models(models: Sequence[Model]) -> dict[tuple, list[Model]]:
@@ -133,8 +143,8 @@ def group_models(models: Sequence[Model]) -> dict[tuple, list[Model]]:
     groups.setdefault(group_key(m), []).append(m)
 
   def order(key):
-    dataset, arch, objective, beta = key
-    return (dataset, arch, _OBJECTIVE_ORDER.get(objective.split("/")[0], 9), objective, beta)
+    dataset, arch, objective, hparams = key
+    return (dataset, arch, _OBJECTIVE_ORDER.get(objective.split("/")[0], 9), objective, hparams)
 
   return {k: sorted(groups[k], key=lambda m: (m.run, m.member)) for k in sorted(groups, key=order)}
 
@@ -144,13 +154,11 @@ def group_labels(keys: Sequence[tuple]) -> list[str]:
   vary_data = len({k[0] for k in keys}) > 1
   vary_arch = len({k[1] for k in keys}) > 1
   labels = []
-  for dataset, arch, objective, beta in keys:
+  for dataset, arch, objective, hparams in keys:
     base, _, est = objective.partition("/")
     name = _OBJECTIVE_NAMES.get(base, base) + (f" ({est.upper()})" if est else "")
-    if base in ("ae",):
-      text = name
-    else:
-      text = f"{name} β={beta:g}"
+    shown = [(k, v) for k, v in hparams if not (k in ("alpha", "gamma") and v == 1.0)]  # β-TCVAE's defaults.
+    text = " ".join([name] + [f"{_SYMBOLS.get(k, k)}={v:g}" for k, v in shown])
     prefix = ", ".join(([dataset] if vary_data else []) + ([arch] if vary_arch else []))
     labels.append(f"{prefix}: {text}" if prefix else text)
   return labels
@@ -243,6 +251,17 @@ def markdown_table(groups: dict[tuple, list[Model]]) -> str:
       s = summarize([m.mig[key]["value"] for m in groups[k]])
       row += f" {s['median']:.3f} | {s['iqr']:.3f} [{s['q1']:.3f}, {s['q3']:.3f}] |"
     lines.append(row)
+  others = sorted({name for m in all_models for name in m.scores} - {key for key, _ in CONVENTIONS})
+  if others:
+    lines += ["", "Other metrics with a headline value (median, IQR [Q1, Q3]; n models that have it):", "",
+              "| group |" + "".join(f" {name} |" for name in others), "|---|" + "---|" * len(others)]
+    for k, label in zip(keys, labels):
+      cells = []
+      for name in others:
+        values = [m.scores[name] for m in groups[k] if name in m.scores]
+        s = summarize(values) if values else None
+        cells.append(f" {s['median']:.3f}, {s['iqr']:.3f} [{s['q1']:.3f}, {s['q3']:.3f}]; n={s['n']} |" if s else " – |")
+      lines.append(f"| {label} |" + "".join(cells))
   lines += ["", "## Models", "", "| group | run | member | seed | step |"
             + "".join(f" {name} |" for _, name in CONVENTIONS), "|---|---|---:|---:|---:|" + "---:|" * len(CONVENTIONS)]
   for k, label in zip(keys, labels):

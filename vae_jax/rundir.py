@@ -3,7 +3,11 @@
 Below training, evaluation, the figures, downstream tasks, sweeps and reports: all of
 them read and write a workdir through this module.
 
-    workdir/config.json  checkpoints/  metrics.json  events.out.tfevents.*  figures/
+    workdir/config.json  checkpoints/  metrics.json  events.out.tfevents.*  figures/  .lock
+
+One process at a time works on a workdir (`hold_workdir`: vae_jax.workdir_lock), and
+with one config: `check_workdir_config` refuses a config whose run-defining keys
+differ from config.json's (configlib.RESUMABLE_KEYS may change).
 
 metrics.json (and a sweep's results.json, which adds provenance) is a `RunResults`:
 what was trained, on what, and one `MemberResults` per ensemble member holding every
@@ -12,15 +16,16 @@ evaluated metric under its registered name (vae_jax.metrics).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import ml_collections
 
-from vae_jax import checkpoints, configlib, models, objectives, parallel, state as state_lib
+from vae_jax import checkpoints, configlib, models, objectives, parallel, state as state_lib, workdir_lock
 from vae_jax.data import get_dataset, holdout as holdout_lib
 from vae_jax.data.grid import FactorDataset, dataset_note
 
@@ -149,6 +154,62 @@ def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   os.replace(path + ".tmp", path)
 
 
+class WorkdirConfigError(ValueError):
+  """A workdir was trained with a config that differs from the one given in a key that defines the run."""
+
+
+def check_workdir_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Raises WorkdirConfigError if workdir/config.json differs from `config` outside configlib.RESUMABLE_KEYS.
+
+  A workdir without config.json passes (a new run, or checkpoints written by hand).
+  """
+  path = os.path.join(workdir, CONFIG_NAME)
+  if not os.path.isfile(path):
+    return
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except (OSError, ValueError) as e:
+    raise WorkdirConfigError(f"Cannot read {path} ({e}); move it aside to use this workdir, or use another "
+                             "--workdir.") from None
+  differences = configlib.config_differences(saved, config)
+  if differences:
+    shown = [f"{k}={new!r} (config.json: {old!r})" for k, (old, new) in list(differences.items())[:5]]
+    more = f" and {len(differences) - 5} more" if len(differences) > 5 else ""
+    raise WorkdirConfigError(
+        f"{workdir} was trained with another config: {', '.join(shown)}{more}.\n"
+        f"Pass the values of {path} to resume or read it, or train this config into a new --workdir "
+        "(num_train_steps, eval.*, logging, checkpointing and input settings may change).")
+
+
+def require_checkpoints(workdir: str) -> str:
+  """workdir/checkpoints, or FileNotFoundError (creating nothing) when it is not there."""
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(ckpt_dir):
+    raise FileNotFoundError(f"No checkpoint under {ckpt_dir}: train first with --mode=train and the same --workdir "
+                            "and --config.")
+  return ckpt_dir
+
+
+@contextlib.contextmanager
+def hold_workdir(workdir: str, *, existing: bool = False) -> Iterator[None]:
+  """Holds workdir's lock (vae_jax.workdir_lock) for the life of the context, on process 0.
+
+  Every mode that writes into a workdir holds it, so a second process on the same
+  workdir stops at once with workdir_lock.WorkdirLockedError naming the holder's PID.
+  Other processes of a multi-host job hold nothing (they share process 0's workdir).
+  existing=True (modes that read a trained run): FileNotFoundError, before anything
+  is created, when the workdir has no checkpoints.
+  """
+  if existing:
+    require_checkpoints(workdir)
+  if jax.process_index() != 0:
+    yield
+    return
+  with workdir_lock.hold(workdir):
+    yield
+
+
 @dataclasses.dataclass
 class Run:
   """A restored run: its dataset, model, objective, mesh and latest train state."""
@@ -188,13 +249,14 @@ def restore_run(config: ml_collections.ConfigDict, workdir: str, *, with_holdout
 
   The dataset is the whole grid, with config.data.holdout applied (a HoldoutDataset)
   if `with_holdout` and one is set. Raises FileNotFoundError when there is no
-  checkpoint, checkpoints.CheckpointError when it cannot be read.
+  checkpoint (creating nothing), WorkdirConfigError when the workdir was trained with
+  another config, ValueError when the config does not fit the dataset,
+  checkpoints.CheckpointError when the checkpoint cannot be read.
   """
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(ckpt_dir):
-    raise FileNotFoundError(f"No checkpoint under {ckpt_dir}: train first with --mode=train and the same --workdir "
-                            "and --config.")
+  ckpt_dir = require_checkpoints(workdir)
+  check_workdir_config(workdir, config)
   full = get_dataset(config.data)
+  configlib.validate_dataset(config, full)
   train_data = holdout_lib.apply_holdout(full, config.data.holdout)
   dataset = train_data if with_holdout else full
   model, objective, _, target = build(config, full, len(train_data))

@@ -7,11 +7,12 @@ A sweep file defines `PROTOCOLS` (names) and `get_sweep(protocol)`, which return
 ordered {run name: config}; each config is a normal experiment config, usually an
 ensemble over seeds and β. Every run trains in WORKDIR/<name> through
 `train.train_and_evaluate`, so a sweep that is interrupted and started again resumes
-each unfinished run from its latest checkpoint. When a run has been evaluated, its
-record goes to RESULTS/<name>/results.json (default RESULTS: the sweep file's folder
-/results/<protocol>), and a later start skips it. A record is metrics.json plus what a
-reader of a results table needs: the run's full config, images seen per member, wall
-time and the machine.
+each unfinished run from its latest checkpoint; each run holds its workdir's lock
+while it trains (a second sweep on the same workdir stops at that run with one line).
+When a run has been evaluated, its record goes to RESULTS/<name>/results.json
+(default RESULTS: the sweep file's folder /results/<protocol>), and a later start
+skips it. A record is metrics.json plus what a reader of a results table needs: the
+run's full config, images seen per member, wall time and the machine.
 
 `python -m vae_jax.report RESULTS` then draws the MIG figure and table.
 """
@@ -102,7 +103,7 @@ def results_record(name: str, config: ml_collections.ConfigDict, payload: dict[s
 def run_sweep(runs: dict[str, ml_collections.ConfigDict], workdir: str, results_dir: str,
               only: Sequence[str] = ()) -> list[str]:
   """Trains and evaluates every run without a results.json yet; returns all the runs' results paths."""
-  from vae_jax import evaluate, train  # Loaded here so that reading a sweep stays cheap.
+  from vae_jax import rundir, train  # Loaded here so that reading a sweep stays cheap.
 
   unknown = sorted(set(only) - set(runs))
   if unknown:
@@ -121,7 +122,7 @@ def run_sweep(runs: dict[str, ml_collections.ConfigDict], workdir: str, results_
     start = time.time()
     payload = train.train_and_evaluate(config, os.path.join(workdir, name))
     if jax.process_index() == 0:
-      evaluate.write_json_atomic(path, results_record(name, config, payload, time.time() - start))
+      rundir.write_json_atomic(path, results_record(name, config, payload, time.time() - start))
   return paths
 
 
@@ -131,6 +132,7 @@ flags.DEFINE_string("protocol", None, "Which of the sweep file's PROTOCOLS to ru
 flags.DEFINE_string("workdir", None, "Parent of the runs' workdirs (checkpoints, TensorBoard, figures).")
 flags.DEFINE_string("results", "", "Where results.json files go (default: <sweep folder>/results/<protocol>).")
 flags.DEFINE_list("only", [], "Run only these runs of the protocol.")
+flags.DEFINE_bool("verbose", False, "On an error, print the full traceback too (not just what is wrong and what to do).")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -144,7 +146,12 @@ def main(argv: Sequence[str]) -> None:
   except SweepError as e:
     raise app.UsageError(str(e)) from e
   results_dir = FLAGS.results or default_results_dir(FLAGS.sweep, FLAGS.protocol)
-  paths = run_sweep(runs, FLAGS.workdir, results_dir, FLAGS.only)
+  from vae_jax import cli  # Loaded here, as run_sweep loads training.
+
+  try:
+    paths = run_sweep(runs, FLAGS.workdir, results_dir, FLAGS.only)
+  except cli.USER_ERRORS as e:  # A run's workdir in use or trained with another config, a NaN loss, ...
+    cli.fail(e, verbose=FLAGS.verbose)
   logging.info("Sweep done: %d run(s) in %s. Report: python -m vae_jax.report %s", len(paths), results_dir, results_dir)
 
 

@@ -160,72 +160,105 @@ def member_scalars(metrics: Mapping[str, np.ndarray]) -> dict[str, float]:
   return out
 
 
-def _check_finite(state: TrainState) -> None:
+def _check_finite(state: TrainState, ckpt: checkpoints.Checkpointer) -> None:
+  """Raises NonFiniteLossError if any member's loss has been NaN or Inf (reads state.nonfinite_step)."""
   bad = np.asarray(jax.device_get(state.nonfinite_step))
   if (bad >= 0).any():
     members = [int(m) for m in np.flatnonzero(bad >= 0)]
     step = int(bad[bad >= 0].min())
+    latest = ckpt.latest_step()  # Only states checked finite are ever saved.
+    kept = (f"the newest checkpoint (step {latest}) is intact and a rerun resumes from it" if latest is not None
+            else "no checkpoint was written, so a rerun starts from step 0")
     raise NonFiniteLossError(
-        f"The loss became NaN or Inf at step {step} (ensemble member(s) {members}). Training stopped; "
-        "the last checkpoint (written before that step) is intact. Lower optimizer.learning_rate, "
-        "check the data, or use loss.likelihood='bernoulli' for binary images."
+        f"The loss became NaN or Inf at step {step} (ensemble member(s) {members}); training stopped and {kept}. "
+        "Lower optimizer.learning_rate, check the data, or use loss.likelihood='bernoulli' for binary images."
     )
+
+
+def _check_resume_step(checkpoint_step: int | None, num_steps: int, ckpt_dir: str) -> None:
+  if checkpoint_step is not None and checkpoint_step > num_steps:
+    raise ValueError(f"The checkpoint in {ckpt_dir} is at step {checkpoint_step}, past num_train_steps={num_steps}: "
+                     f"pass --config.num_train_steps>={checkpoint_step} to train on, or --mode=evaluate to evaluate "
+                     "it as it is.")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (resuming from workdir's latest checkpoint) and returns the final metrics.json record.
 
-  Writes workdir/config.json, checkpoints/, TensorBoard events and metrics.json.
+  Holds the workdir's lock throughout (rundir.hold_workdir). Writes workdir/config.json
+  (once the checkpoint, if any, is restored), checkpoints/, TensorBoard events and
+  metrics.json.
+
+  Raises (before writing anything but the lock file):
+    ValueError: an invalid config (configlib.validate_config), or a checkpoint already
+      past config.num_train_steps.
+    rundir.WorkdirConfigError: the workdir was trained with another config.
+    workdir_lock.WorkdirLockedError: another process works on the workdir.
+    checkpoints.CheckpointError, DatasetFileError: an unreadable checkpoint or dataset.
+  and NonFiniteLossError when the loss becomes NaN or Inf.
   """
   configlib.validate_config(config)
   host_memory.retain_freed_memory()  # Steps reuse freed memory instead of page-faulting it in.
-  os.makedirs(workdir, exist_ok=True)
   parallel.initialize(config.multi_host)
+  with rundir.hold_workdir(workdir):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  rundir.check_workdir_config(workdir, config)
   is_chief = jax.process_index() == 0
-  if is_chief:
-    rundir.write_config(workdir, config)
+  num_steps = config.num_train_steps
 
   dataset = get_dataset(config.data)
+  configlib.validate_dataset(config, dataset)
   train_data = holdout.apply_holdout(dataset, config.data.holdout)  # Evaluation keeps the whole grid.
-  model, objective, optimizers, state = rundir.build(config, dataset, len(train_data))
-  mesh = parallel.create_mesh()
-  state = jax.device_put(state, parallel.replicated(mesh))
-
-  ckpt = checkpoints.Checkpointer(
-      os.path.join(workdir, "checkpoints"),
-      max_to_keep=config.max_checkpoints_to_keep,
-      save_every_steps=config.checkpoint_every_steps,
-  )
-  restored = ckpt.restore_latest(state)
-  if restored is not None:
-    state = restored
-  start_step = int(jax.device_get(state.step)[0])
-  num_steps = config.num_train_steps
-  logging.info("Training %d member(s) from step %d to %d.", config.ensemble.num_members, start_step, num_steps)
-
-  step_fn = jit_ensemble_step(StepSpec(objective, model.apply, optimizers), mesh, state)
-  seeds = [config.seed + m for m in range(config.ensemble.num_members)]
-  stream = data_pipeline.train_stream(
-      train_data, seeds, config.batch_size, start_step, num_steps,
-      pipeline=config.data.pipeline, prefetch=config.data.prefetch, workers=config.data.workers,
-      process_index=jax.process_index(), process_count=jax.process_count(),
-  )
-
-  def evaluate_now(full: bool) -> list[rundir.MemberResults]:
-    return evaluate.evaluate_ensemble(config.eval, model, objective, state.params["vae"], dataset, mesh, full=full,
-                                      seed=config.seed)
-
-  writer = writers.create_writer(workdir, just_logging=not is_chief, asynchronous=True)
-  if start_step == 0:
-    writer.write_hparams(member_scalars({k: np.asarray(v) for k, v in configlib.member_hparams(config).items()}) | {
-        "batch_size": config.batch_size, "latent_dim": config.model.latent_dim,
-        "num_members": config.ensemble.num_members})
-  progress = writers.report_progress(num_steps, writer, config.log_every_steps)
-  pending = None  # (step, metrics) logged one step late so the host never waits on the device.
-  last_metrics = None
-  wait_time, t_start = 0.0, time.time()
-  eval_history = []  # Sub-grid evaluations during training: the learning curve in metrics.json.
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  ckpt = checkpoints.Checkpointer(ckpt_dir, max_to_keep=config.max_checkpoints_to_keep,
+                                  save_every_steps=config.checkpoint_every_steps)
   try:
+    _check_resume_step(ckpt.latest_step(), num_steps, ckpt_dir)  # Before the restore's cost (and log lines).
+    model, objective, optimizers, state = rundir.build(config, dataset, len(train_data))
+    mesh = parallel.create_mesh()
+    state = jax.device_put(state, parallel.replicated(mesh))
+    restored = ckpt.restore_latest(state)
+    if restored is not None:
+      state = restored
+    start_step = int(jax.device_get(state.step)[0])
+    _check_resume_step(start_step, num_steps, ckpt_dir)
+    if is_chief:
+      rundir.write_config(workdir, config)  # Only now: a refused or unreadable run leaves config.json as it was.
+    logging.info("Training %d member(s) from step %d to %d on %d %s device(s).", config.ensemble.num_members,
+                 start_step, num_steps, jax.device_count(), jax.devices()[0].platform)
+
+    step_fn = jit_ensemble_step(StepSpec(objective, model.apply, optimizers), mesh, state)
+    seeds = [config.seed + m for m in range(config.ensemble.num_members)]
+    stream = data_pipeline.train_stream(
+        train_data, seeds, config.batch_size, start_step, num_steps,
+        pipeline=config.data.pipeline, prefetch=config.data.prefetch, workers=config.data.workers,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+    )
+
+    def evaluate_now(full: bool) -> list[rundir.MemberResults]:
+      return evaluate.evaluate_ensemble(config.eval, model, objective, state.params["vae"], dataset, mesh,
+                                        full=full, seed=config.seed)
+
+    writer = writers.create_writer(workdir, just_logging=not is_chief, asynchronous=True)
+    if start_step == 0:
+      writer.write_hparams(member_scalars({k: np.asarray(v) for k, v in configlib.member_hparams(config).items()})
+                           | {"batch_size": config.batch_size, "latent_dim": config.model.latent_dim,
+                              "num_members": config.ensemble.num_members})
+    progress = writers.report_progress(num_steps, writer, config.log_every_steps)
+    pending = None  # (step, metrics) logged one step late so the host never waits on the device.
+    last_metrics = None
+    wait_time, t_start = 0.0, time.time()
+    eval_history = []  # Sub-grid evaluations during training: the learning curve in metrics.json.
+
+    def write_pending() -> None:
+      values = jax.device_get(pending[1])
+      writer.write_scalars(pending[0], member_scalars(values))
+      if not np.isfinite(np.asarray(values.get("loss", 0.0))).all():
+        _check_finite(state, ckpt)  # Stops at the first logged NaN, not at the next checkpoint.
+
     with writers.ensure_flushes(writer):
       for step in range(start_step + 1, num_steps + 1):
         t0 = time.perf_counter()
@@ -233,23 +266,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         wait_time += time.perf_counter() - t0
         state, metrics = step_fn(state, batch)
         if pending is not None:
-          writer.write_scalars(pending[0], member_scalars(jax.device_get(pending[1])))
+          write_pending()
           pending = None
         progress(step, time.time())
         if step % config.log_every_steps == 0 or step == num_steps:
           pending = (step, metrics)
         last_metrics = metrics
         if step % config.checkpoint_every_steps == 0 or step == num_steps:
-          _check_finite(state)  # Never save a state that has seen a NaN.
+          _check_finite(state, ckpt)  # Never save a state that has seen a NaN.
           ckpt.save(step, state, force=step == num_steps)
         if config.eval.every_steps and step % config.eval.every_steps == 0 and step != num_steps:
-          _check_finite(state)
+          _check_finite(state, ckpt)
           subset = evaluate_now(full=False)
           writer.write_scalars(step, evaluate.summary_scalars(subset, "eval_subset"))
           eval_history.append(history_entry(step, config.batch_size, time.time() - t_start, subset))
       if pending is not None:
-        writer.write_scalars(pending[0], member_scalars(jax.device_get(pending[1])))
-    _check_finite(state)
+        write_pending()
+    _check_finite(state, ckpt)
   finally:
     ckpt.close()
   elapsed = time.time() - t_start
@@ -266,9 +299,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     from vae_jax import figures  # matplotlib is only needed here.
 
     for m in range(config.ensemble.num_members):
-      figures.write_figures(config, model, objective, state.params["vae"], train_data, workdir, member=m,
-                            step=num_steps, mi=evaluations[m].metrics.get("mig") if evaluations else None,
-                            writer=writer)
+      figures.write_figures(model, objective, state.params["vae"], train_data, workdir, member=m, step=num_steps,
+                            mi=evaluations[m].metrics.get("mig") if evaluations else None, writer=writer,
+                            subset_images=config.eval.subset_images, seed=config.seed)
   writer.flush()
   results = rundir.run_results(config, dataset, num_steps, evaluations)
   results.train = {k: np.asarray(v).tolist() for k, v in jax.device_get(last_metrics or {}).items()}

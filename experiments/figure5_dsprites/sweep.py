@@ -51,7 +51,8 @@ def run_config(protocol: str, objective: str):
   # Member m uses seed m (initialisation, sampling and data order): the β values take
   # consecutive blocks of seeds, and the three objectives see the same seeds.
   config.ensemble.num_members = len(betas) * s["seeds"]
-  config.ensemble.betas = tuple(b for b in betas for _ in range(s["seeds"]))
+  if objective != "vae":  # The VAE has no β (it is β = 1).
+    config.ensemble.betas = tuple(b for b in betas for _ in range(s["seeds"]))
   config.data.pipeline = "numpy"
   config.checkpoint_every_steps = 500
   config.eval.final = "full"

@@ -25,8 +25,10 @@ SEEDS = 5
 ARMS = {
     "mss": dict(estimator="mss"),
     "mws": dict(),
-    "mss_width600": dict(estimator="mss", mlp_width=600, steps_factor=2),
+    "mss_warmup": dict(estimator="mss", warmup_steps=1000),
+    "mss_log_sigma": dict(estimator="mss", scale_output="log_sigma"),
     "mss_lecun": dict(estimator="mss", init="lecun"),
+    "mss_width600": dict(estimator="mss", mlp_width=600, steps_factor=2),
     "mss_batch1024": dict(estimator="mss", batch=1024, steps_factor=0.25),
 }
 BASE_STEPS = 2_500
@@ -43,6 +45,8 @@ def run_config(protocol: str, arm: str):
   config.model.architecture = "mlp"
   config.model.mlp_width = a.get("mlp_width", 1200)
   config.model.init = a.get("init", "pytorch")
+  config.model.scale_output = a.get("scale_output", "log_var")
+  config.loss.warmup_steps = a.get("warmup_steps", 0)
   config.batch_size = a.get("batch", 256)
   config.num_train_steps = int(BASE_STEPS * a.get("steps_factor", 1))
   config.ensemble.num_members = SEEDS

@@ -19,6 +19,8 @@ the real datasets only.
 
 from __future__ import annotations
 
+import importlib
+
 import ml_collections
 
 from vae_jax.data.arrays import CACHE_MODES, DatasetFileError
@@ -27,7 +29,15 @@ from vae_jax.data.grid import FactorDataset, GridSpec, factors_to_index, index_t
 PROCEDURAL_DATASETS = ("dsprites_procedural", "shapes3d_procedural")
 TFDS_DATASETS = ("dsprites", "shapes3d", "smallnorb", "celeb_a")
 MANUAL_DATASETS = ("cars3d", "faces3d", "mpi3d_toy", "mpi3d_realistic", "mpi3d_real")
-DATASETS = PROCEDURAL_DATASETS + TFDS_DATASETS + MANUAL_DATASETS
+# data.name -> "module:function"; function(name, data_dir, cache) returns the dataset.
+# Adding a dataset: a module with such a function, and one line here.
+LOADERS = {
+    "dsprites_procedural": "vae_jax.data.dsprites:load",
+    "shapes3d_procedural": "vae_jax.data.shapes3d:load",
+    **{name: "vae_jax.data.tfds_datasets:load_by_name" for name in TFDS_DATASETS},
+    **{name: "vae_jax.data.manual_datasets:load" for name in MANUAL_DATASETS},
+}
+DATASETS = tuple(LOADERS)
 # Datasets without ground-truth factors: they train, but factor metrics cannot run on them.
 FACTORLESS_DATASETS = ("celeb_a",)
 
@@ -44,28 +54,15 @@ def get_dataset(data_config: ml_collections.ConfigDict) -> FactorDataset:
     DatasetFileError: a real dataset's file is missing or incomplete.
   """
   name = data_config.name
-  data_dir = data_config.get("data_dir", "") or ""
-  cache = data_config.get("cache", "auto") or "auto"
-  if name == "dsprites_procedural":
-    from vae_jax.data.dsprites import ProceduralDSprites
-    return ProceduralDSprites()
-  if name == "shapes3d_procedural":
-    from vae_jax.data.shapes3d import ProceduralShapes3D
-    return ProceduralShapes3D()
-  if name == "celeb_a":
-    from vae_jax.data import tfds_datasets
-    return tfds_datasets.load_celeba(data_dir, cache)
-  if name in TFDS_DATASETS:
-    from vae_jax.data import tfds_datasets
-    return tfds_datasets.load_grid(tfds_datasets.SOURCES[name], data_dir, cache)
-  if name in MANUAL_DATASETS:
-    from vae_jax.data import manual_datasets
-    return manual_datasets.load(name, data_dir, cache)
-  raise ValueError(f"Unknown data.name {name!r}; use one of {DATASETS}.")
+  if name not in LOADERS:
+    raise ValueError(f"Unknown data.name {name!r}; use one of {DATASETS}.")
+  module, function = LOADERS[name].split(":")
+  load = getattr(importlib.import_module(module), function)
+  return load(name, data_config.get("data_dir", "") or "", data_config.get("cache", "auto") or "auto")
 
 
 __all__ = [
-    "FactorDataset", "GridSpec", "factors_to_index", "index_to_factors", "get_dataset", "DATASETS",
+    "FactorDataset", "GridSpec", "factors_to_index", "index_to_factors", "get_dataset", "DATASETS", "LOADERS",
     "PROCEDURAL_DATASETS", "TFDS_DATASETS", "MANUAL_DATASETS", "FACTORLESS_DATASETS", "CACHE_MODES",
     "DatasetFileError",
 ]

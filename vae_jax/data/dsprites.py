@@ -244,3 +244,9 @@ class ProceduralDSprites(GridDataset):
     if np.any(indices < 0) or np.any(indices >= len(self)):
       raise IndexError(f"grid indices must lie in [0, {len(self)})")
     return self.render(self.index_to_factors(indices))
+
+
+def load(name: str = "", data_dir: str = "", cache: str = "auto") -> ProceduralDSprites:
+  """The procedural grid (data.name loader; it reads no files, so data_dir and cache are unused)."""
+  del name, data_dir, cache
+  return ProceduralDSprites()

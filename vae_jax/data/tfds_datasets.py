@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -208,12 +209,43 @@ def _download_failed(name: str, builder, data_dir: str, error: BaseException, or
       f"data directory that holds it: --config.data.data_dir=DIR). TFDS downloads it from {origin}.")
 
 
+# Pip names of modules whose distribution is named differently.
+_PIP_NAMES = {"bs4": "beautifulsoup4", "cv2": "opencv-python", "PIL": "pillow", "yaml": "pyyaml",
+              "sklearn": "scikit-learn", "skimage": "scikit-image", "google": "protobuf"}
+
+
+def missing_module(error: BaseException) -> Optional[str]:
+  """The top-level module whose absence caused `error` (searching its cause/context chain), or None."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, ModuleNotFoundError):
+      name = error.name
+      if not name:
+        match = re.search(r"No module named '([^']+)'", str(error))
+        name = match.group(1) if match else None
+      if name:
+        return name.split(".")[0]
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def _missing_package(name: str, module: str, data_dir: str) -> DatasetFileError:
+  package = _PIP_NAMES.get(module, module)
+  return DatasetFileError(
+      f"{name}: TFDS cannot download and prepare the dataset: it needs the Python package {package} (module "
+      f"{module}), which is not installed. Install it\n    pip install {package}\n(or reinstall vae_jax with its "
+      f"dependencies: pip install -e .), then run\n    {build_command(name, data_dir)}")
+
+
 def prepare(builder, name: str, data_dir: str, origin: str,
             check_manual_files: Optional[Callable[[str, str], None]] = None) -> None:
   """Makes sure TFDS has prepared `builder`'s dataset in `data_dir`, downloading if needed.
 
   Raises:
-    DatasetFileError: a manual file is missing or incomplete, or the download failed.
+    DatasetFileError: a manual file is missing or incomplete, a Python package that TFDS
+      imports while preparing is not installed (the error names it), or the download
+      failed.
   """
   if builder.is_prepared():
     return
@@ -227,9 +259,12 @@ def prepare(builder, name: str, data_dir: str, origin: str,
   except DatasetFileError:
     raise
   except Exception as e:  # pylint: disable=broad-except
+    # TFDS builds into a temporary folder that it removes on failure; nothing is left behind.
+    module = missing_module(e)
+    if module is not None:  # A missing package, not a network problem.
+      raise _missing_package(name, module, data_dir) from None
     if check_manual_files is not None:
       raise
-    # TFDS builds into a temporary folder that it removes on failure; nothing is left behind.
     raise _download_failed(name, builder, data_dir, e, origin) from None
 
 
@@ -383,3 +418,10 @@ def load_celeba(data_dir: str = "", cache: str = "auto", split: str = "train") -
       save_npy_atomically(attr_path, attributes)
   return ArrayImages("celeb_a", load_npy(path, cache), np.load(attr_path), CELEBA_ATTRIBUTES,
                      source=f"TFDS celeb_a {builder.version} {split}")
+
+
+def load_by_name(name: str, data_dir: str = "", cache: str = "auto"):
+  """The TFDS dataset `name` (data.name loader): CelebA's images, or a factor grid of SOURCES."""
+  if name == "celeb_a":
+    return load_celeba(data_dir, cache)
+  return load_grid(SOURCES[name], data_dir, cache)

@@ -165,7 +165,7 @@ def log_q_at_points(points, indices, mean, log_var, factor_sizes, factors, *, me
   return out
 
 
-def _top_two_gap(mi):
+def top_two_gap(mi):
   """Gap between the largest and second-largest entry of each row of mi [F, K] → [F]."""
   ordered = -np.sort(-mi, axis=1)
   return ordered[:, 0] - (ordered[:, 1] if mi.shape[1] > 1 else 0.0)
@@ -186,7 +186,7 @@ def mig_from_log_q(log_q, indices, factor_sizes, factors, estimator=SAMPLING_EST
   mi_un = np.maximum(entropy_z[None, :] - cond, 0.0)
   entropy_v = np.log(np.asarray([factor_sizes[f] for f in factors], dtype=np.float64))
   mi = mi_un / entropy_v[:, None]
-  gap = _top_two_gap(mi)
+  gap = top_two_gap(mi)
   return {
       "mig": float(gap.mean()),
       "mi": mi,
@@ -255,6 +255,17 @@ def _discrete_entropy(labels):
   return float(-(p * np.log(p)).sum())
 
 
+def histogram_discretize(codes, num_bins=20) -> np.ndarray:
+  """disentanglement_lib's histogram discretizer: codes [n, K] -> bin indices [n, K] in 0..num_bins-1.
+
+  Equal-width bins over each code's observed range: digitize against np.histogram's left
+  edges (disentanglement_lib's _histogram_discretize, shifted to start at 0).
+  """
+  codes = np.asarray(codes, dtype=np.float64)
+  return np.stack([np.digitize(codes[:, j], np.histogram(codes[:, j], num_bins)[1][:-1]) - 1
+                   for j in range(codes.shape[1])], axis=1)
+
+
 def mig_histogram(codes, factor_indices, num_bins=20) -> dict:
   """disentanglement_lib's MIG: histogram-discretised codes vs discrete factors.
 
@@ -275,9 +286,7 @@ def mig_histogram(codes, factor_indices, num_bins=20) -> dict:
     raise ValueError(f"codes [n, K] and factor_indices [n, F] expected; got {codes.shape}, {factor_indices.shape}.")
   n, k = codes.shape
   f = factor_indices.shape[1]
-  # As disentanglement_lib's _histogram_discretize: digitize against the left edges → 1..num_bins.
-  bins = np.stack([np.digitize(codes[:, j], np.histogram(codes[:, j], num_bins)[1][:-1]) - 1
-                   for j in range(k)])  # [K, n] in 0..num_bins-1
+  bins = histogram_discretize(codes, num_bins).T  # [K, n] in 0..num_bins-1
   labels = np.stack([np.unique(factor_indices[:, i], return_inverse=True)[1].reshape(-1) for i in range(f)])
   num_values = labels.max(axis=1) + 1  # [F]
   v_max = int(num_values.max())
@@ -294,7 +303,7 @@ def mig_histogram(codes, factor_indices, num_bins=20) -> dict:
   counted = np.flatnonzero(entropy > 0)
   mi = np.zeros_like(mi_un)
   mi[counted] = mi_un[counted] / entropy[counted, None]
-  gap = _top_two_gap(mi)
+  gap = top_two_gap(mi)
   return {
       "mig": float(gap[counted].mean()) if counted.size else float("nan"),
       "mi": mi,

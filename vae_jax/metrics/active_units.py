@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from vae_jax import evaluation
+from vae_jax.evaluation.elbo_decomposition import active_units
 from vae_jax.metrics.base import MetricContext, to_json
 
 
 def compute(ctx: MetricContext) -> dict:
   """{"num_active", "variances" [K], ...} (see evaluation.active_units)."""
-  return {k: to_json(v) for k, v in evaluation.active_units(ctx.posterior.mean).items()}
+  return {k: to_json(v) for k, v in active_units(ctx.posterior.mean).items()}
 
 
 def scalars(result: dict) -> dict[str, float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import jax
 
-from vae_jax import evaluation
+from vae_jax.evaluation.elbo_decomposition import elbo_decomposition_terms
 from vae_jax.metrics.base import MetricContext, to_json
 
 
@@ -15,7 +15,7 @@ def compute(ctx: MetricContext) -> dict:
   if p.log_var is None:
     raise ValueError("The ELBO decomposition needs posterior variances.")
   key = jax.random.split(ctx.key)[1]
-  terms = evaluation.elbo_decomposition_terms(p.mean, p.log_var, num_samples=ctx.settings.elbo_samples, key=key)
+  terms = elbo_decomposition_terms(p.mean, p.log_var, num_samples=ctx.settings.elbo_samples, key=key)
   return {k: to_json(v) for k, v in terms.items()}
 
 

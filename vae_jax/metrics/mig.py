@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from vae_jax import evaluation
+from vae_jax.evaluation.mig import mig
 from vae_jax.metrics.base import MetricContext
 
 
@@ -19,7 +19,7 @@ def compute(ctx: MetricContext) -> dict:
   if p.log_var is None:
     raise ValueError("Chen et al.'s MIG needs posterior variances; use mig_histogram for bare codes.")
   key = jax.random.split(ctx.key)[0]
-  chen = evaluation.mig(p.mean, p.log_var, p.grid_sizes, num_samples=ctx.settings.mig_samples,
+  chen = mig(p.mean, p.log_var, p.grid_sizes, num_samples=ctx.settings.mig_samples,
                         factors=ctx.counted_factors, key=key)
   return {
       "value": float(chen["mig"]),

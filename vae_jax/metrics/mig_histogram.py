@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vae_jax import evaluation
+from vae_jax.evaluation.mig import mig_histogram
 from vae_jax.metrics.base import MetricContext
 
 SUBSET = "histogram_points"
@@ -15,7 +15,7 @@ def compute(ctx: MetricContext) -> dict:
   """{"value", "estimator", "factors", "num_points", "num_bins", "mi" [F, K]}."""
   rows = ctx.points["mig_histogram"]
   bins = ctx.settings.histogram_bins
-  hist = evaluation.mig_histogram(ctx.posterior.mean[rows], ctx.posterior.factors[rows], num_bins=bins)
+  hist = mig_histogram(ctx.posterior.mean[rows], ctx.posterior.factors[rows], num_bins=bins)
   return {
       "value": float(hist["mig"]),
       "estimator": hist["estimator"],

@@ -43,11 +43,14 @@ class Objective:
   Class attributes:
     HPARAMS: {name: default} of the hyperparameters that may differ per ensemble
       member; they reach the losses as `hparams[name]` (scalars, possibly traced).
+    SETTINGS: {name: default} of static settings, the same for every member
+      (config keys `loss.<name>`; read them in __init__ from loss_config).
     NETWORKS: parameter groups, each with its own optimiser; "vae" is the model's.
     DETERMINISTIC: the code is the encoder's mean (no posterior variance).
   """
 
   HPARAMS: ClassVar[Mapping[str, float]] = {}
+  SETTINGS: ClassVar[Mapping[str, float | int | str]] = {}
   NETWORKS: ClassVar[tuple[str, ...]] = ("vae",)
   DETERMINISTIC: ClassVar[bool] = False
 
