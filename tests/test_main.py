@@ -184,6 +184,8 @@ def test_a_second_process_on_a_workdir_stops_at_once_naming_the_first(tmp_path):
       time.sleep(0.05)
     assert lock.read_text().strip() == str(first.pid)
     for mode in ("train", "evaluate"):
+      while mode == "evaluate" and not (tmp_path / "checkpoints").is_dir() and first.poll() is None:
+        time.sleep(0.05)
       lines = error_lines(run_main(f"--workdir={tmp_path}", f"--mode={mode}", "--config.eval.final=none",
                                    "--config.eval.figures=False", check=False))
       assert len(lines) == 1 and f"in use by another vae_jax process (PID {first.pid})" in lines[0], lines

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vae_jax import checkpoints, parallel, rundir, train
+from vae_jax import checkpoints, parallel, rundir, train, workdir_lock
 from vae_jax import state as state_lib
 from vae_jax.data import get_dataset
 from vae_jax.data import pipeline as data_pipeline
@@ -217,7 +217,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
   config.num_train_steps = 8
   config.checkpoint_every_steps = 2
   monkeypatch.setattr(train, "get_dataset", lambda c: NaNAfter(get_dataset(c), first_bad_step=5))
-  with pytest.raises(train.NonFiniteLossError, match="step 5"):
+  with pytest.raises(train.NonFiniteLossError, match=r"step 5 .*the newest checkpoint \(step 4\) is intact"):
     train.train_and_evaluate(config, str(tmp_path))
   ckpt = checkpoints.Checkpointer(str(tmp_path / "checkpoints"))
   assert ckpt.latest_step() == 4
@@ -225,3 +225,46 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
   params, state = restore_params(tmp_path, config)
   assert int(state.nonfinite_step[0]) == -1
   assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
+
+
+def test_a_nan_stops_training_at_the_next_log_step_and_says_no_checkpoint_exists(tmp_path, test_config, monkeypatch):
+  config = test_config
+  config.eval.final = "none"
+  config.eval.figures = False
+  config.num_train_steps = 1000
+  config.checkpoint_every_steps = 1000
+  config.log_every_steps = 2
+  datasets = []
+  monkeypatch.setattr(train, "get_dataset", lambda c: datasets.append(NaNAfter(get_dataset(c), 3)) or datasets[-1])
+  with pytest.raises(train.NonFiniteLossError, match="at step 3 .*no checkpoint was written"):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert datasets[0]._calls < 50  # Stopped at log step 4 (seen at step 5), plus the prefetched batches.
+  assert not any(d.isdigit() for d in os.listdir(tmp_path / "checkpoints"))
+
+
+def test_another_config_or_fewer_steps_is_refused_before_anything_is_written(tmp_path, test_config):
+  config = test_config
+  config.eval.final = "none"
+  config.eval.figures = False
+  config.num_train_steps = 4
+  train.train_and_evaluate(config, str(tmp_path))
+  written = {name: (tmp_path / name).read_bytes() for name in ("config.json", "metrics.json")}
+  config.loss.beta = 2.0
+  config.num_train_steps = 6
+  with pytest.raises(rundir.WorkdirConfigError, match=r"loss\.beta=2\.0 \(config\.json: 6\.0\)"):
+    train.train_and_evaluate(config, str(tmp_path))
+  config.loss.beta = 6.0
+  config.num_train_steps = 3
+  with pytest.raises(ValueError, match=r"at step 4, past num_train_steps=3: pass --config\.num_train_steps>=4"):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert {name: (tmp_path / name).read_bytes() for name in written} == written
+  ckpt = checkpoints.Checkpointer(str(tmp_path / "checkpoints"))
+  assert ckpt.all_steps()[-1] == 4
+  ckpt.close()
+
+
+def test_training_holds_the_workdir_lock(tmp_path, test_config):
+  with workdir_lock.hold(str(tmp_path)):  # As another process would.
+    with pytest.raises(workdir_lock.WorkdirLockedError, match="in use by another vae_jax process"):
+      train.train_and_evaluate(test_config, str(tmp_path))
+  assert sorted(os.listdir(tmp_path)) == [".lock"]

@@ -96,6 +96,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.elbo_samples = 10_000  # Evaluation points of the aggregate-posterior decomposition.
   c.eval.likelihood_images = 2_000  # Images for the ELBO and importance-weighted log p(x).
   c.eval.importance_samples = 20
+  # Settings of the supervised scores in vae_jax/metrics (disentanglement_lib's defaults).
+  c.eval.score_batch_size = 64  # Points per fixed-factor batch (BetaVAE and FactorVAE scores).
+  c.eval.score_train_points = 10_000
+  c.eval.score_test_points = 5_000
+  c.eval.score_variance_points = 10_000  # FactorVAE score: points for the global code variance.
+  c.eval.factor_vae_prune_threshold = 0.05
+  c.eval.dci_importance = "gbt"  # "gbt" (gradient-boosted trees, disentanglement_lib) or "lasso" (fast).
+  c.eval.dci_lasso_alpha = 0.02
+  c.eval.sap_continuous = False
   c.eval.figures = True  # Write figures/ (traversals, GIFs, reconstructions, ...) after training.
 
   c.log_every_steps = 100
@@ -145,6 +154,9 @@ def shrink_to_test_size(config: ml_collections.ConfigDict) -> ml_collections.Con
   config.eval.likelihood_images = 64
   config.eval.importance_samples = 4
   config.eval.batch_size = 256
+  config.eval.score_train_points = 500
+  config.eval.score_test_points = 200
+  config.eval.score_variance_points = 500
   return config
 
 

@@ -1,0 +1,114 @@
+"""The recipe study's table and figure from its committed results.json files.
+
+    python experiments/recipe_dsprites/report.py [--results=experiments/recipe_dsprites/results/cpu]
+
+Writes README-ready markdown (recipe_table.md) and recipe_curves.png next to this file:
+per arm, the final full-grid Chen MIG over seeds (median, IQR, share of seeds with
+MIG >= 0.2, a bootstrap 95% interval on the median's difference from today's recipe,
+the `mws` arm), and the sub-grid MIG during training against images seen and wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BASELINE = "mws"
+THRESHOLD = 0.2
+
+
+def load(results_dir: str) -> dict[str, dict]:
+  """{arm: results.json record} for every finished arm."""
+  out = {}
+  for arm in sorted(os.listdir(results_dir)) if os.path.isdir(results_dir) else []:
+    path = os.path.join(results_dir, arm, "results.json")
+    if os.path.isfile(path):
+      with open(path) as f:
+        out[arm] = json.load(f)
+  return out
+
+
+def final_migs(record: dict) -> np.ndarray:
+  """Full-grid Chen MIG of every member [S]."""
+  return np.asarray([m["mig"]["value"] for m in record["members"]], np.float64)
+
+
+def bootstrap_median_difference(a: np.ndarray, b: np.ndarray, *, reps: int = 10_000, seed: int = 0):
+  """95% percentile-bootstrap interval of median(a) − median(b), resampling each group's seeds."""
+  rng = np.random.default_rng(seed)
+  diffs = np.median(rng.choice(a, (reps, a.size)), 1) - np.median(rng.choice(b, (reps, b.size)), 1)
+  return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+
+
+def table(records: dict[str, dict]) -> str:
+  """The markdown table, one row per arm."""
+  lines = ["| arm | seeds | steps × batch | images per model | wall per model (min) | full-grid MIG median | "
+           f"IQR [Q1, Q3] | share ≥ {THRESHOLD} | median − `{BASELINE}`, 95% bootstrap |",
+           "|---|---:|---|---:|---:|---:|---|---:|---|"]
+  base = final_migs(records[BASELINE]) if BASELINE in records else None
+  for arm, r in records.items():
+    v = final_migs(r)
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    cfg = r["config"]
+    minutes = r["wall_seconds"] / 60 / len(v)
+    diff = "–"
+    if base is not None and arm != BASELINE:
+      lo, hi = bootstrap_median_difference(v, base)
+      diff = f"{med - np.median(base):+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    lines.append(f"| `{arm}` | {len(v)} | {cfg['num_train_steps']:,} × {cfg['batch_size']} | "
+                 f"{r['images_per_member']:,} | {minutes:.1f} | {med:.3f} | {q3 - q1:.3f} [{q1:.3f}, {q3:.3f}] | "
+                 f"{np.mean(v >= THRESHOLD):.0%} | {diff} |")
+  return "\n".join(lines) + "\n"
+
+
+def draw(records: dict[str, dict], path: str) -> str:
+  """Median sub-grid MIG (and the seeds' range) against images seen and against wall time per model."""
+  fig = Figure(figsize=(11, 4.2), layout="constrained")
+  FigureCanvasAgg(fig)
+  by_images, by_time = fig.subplots(1, 2)
+  for arm, r in records.items():
+    history = r.get("eval_history", [])
+    if not history:
+      continue
+    members = len(r["members"])
+    x_img = np.asarray([h["images"] for h in history] + [r["images_per_member"]], np.float64)
+    x_min = np.asarray([h["seconds"] for h in history] + [r.get("train_seconds", np.nan)], np.float64) / 60 / members
+    migs = np.asarray([h["mig"] for h in history] + [list(final_migs(r))])  # Last point: the full grid.
+    med = np.median(migs, 1)
+    for ax, x in ((by_images, x_img / 1e6), (by_time, x_min)):
+      line, = ax.plot(x, med, marker="o", label=arm)
+      ax.fill_between(x, migs.min(1), migs.max(1), color=line.get_color(), alpha=0.12)
+  by_images.set_xlabel("images seen per model (millions)")
+  by_time.set_xlabel("training minutes per model on the 2-core CPU (members trained one after another)")
+  for ax in (by_images, by_time):
+    ax.set_ylabel("Chen MIG (sub-grid during training; full grid at the end)")
+    ax.axhline(THRESHOLD, color="0.5", lw=0.8, ls="--")
+    ax.grid(alpha=0.3)
+  by_images.legend(fontsize=8)
+  fig.suptitle("β-TCVAE recipes on procedurally generated dSprites: median over 5 seeds, band = range", fontsize=10)
+  fig.savefig(path, dpi=100, facecolor="white")
+  return path
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--results", default=os.path.join(HERE, "results", "cpu"))
+  parser.add_argument("--out", default=HERE)
+  args = parser.parse_args()
+  records = load(args.results)
+  if not records:
+    raise SystemExit(f"No finished arm under {args.results}; run the sweep first (see sweep.py).")
+  with open(os.path.join(args.out, "recipe_table.md"), "w") as f:
+    f.write(table(records))
+  print(table(records))
+  print(draw(records, os.path.join(args.out, "recipe_curves.png")))
+
+
+if __name__ == "__main__":
+  main()

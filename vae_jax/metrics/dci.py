@@ -1,0 +1,173 @@
+"""DCI: disentanglement, completeness and informativeness (Eastwood & Williams, "A framework for
+the quantitative evaluation of disentangled representations", ICLR 2018), by
+disentanglement_lib's protocol (`dci`).
+
+Per scored factor, a predictor of the factor from all K codes gives a column of the
+importance matrix R [K, F] (entry (j, k): how much code j matters for factor k).
+  disentanglement = Σ_j ρ_j (1 − H_F(R_j· / Σ_k R_jk)),  ρ_j = Σ_k R_jk / Σ R   ("value")
+  completeness    = Σ_k ρ_k (1 − H_K(R_·k / Σ_j R_jk)),  ρ_k = Σ_j R_jk / Σ R
+with H_F the entropy in base F (so each term lies in [0, 1]); 1e-11 is added to R before
+normalising, as disentanglement_lib does. Weighting completeness by ρ_k follows
+disentanglement_lib (Eastwood & Williams average the factors).
+
+Two predictors, chosen by the eval setting `dci_importance` (read with a default; the
+config may add it), named in the result's "importance":
+- "gbt" (default, disentanglement_lib): one scikit-learn GradientBoostingClassifier per
+  factor (its defaults: 100 stages, depth 3, learning rate 0.1; random_state from this
+  metric's key), R = |feature_importances_|; informativeness = mean classification accuracy
+  over factors, on the training and the test points.
+- "lasso" (much faster; Eastwood & Williams' linear predictor): codes and factor indices
+  standardised with the training points' mean and std, one scikit-learn Lasso per factor
+  with α = `dci_lasso_alpha` (default 0.02, our fixed choice: Eastwood & Williams pick α
+  on a validation split), R = |coef_|; informativeness = mean normalised RMSE (RMSE / std of
+  the factor; lower is better), on the training and the test points.
+
+Defaults (disentanglement_lib's unsupervised_study_v1 config): 10,000 training and 5,000
+test points drawn i.i.d. uniformly from the grid (settings `score_train_points`,
+`score_test_points`). On a small grid many test points are training points too (the
+fraction is in "test_in_train"), which inflates test informativeness.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.stats
+
+from vae_jax.metrics.base import MetricContext
+from vae_jax.metrics.beta_vae_score import NUM_TEST, NUM_TRAIN, metric_rng, scored_factors, setting, train_test_points
+
+SALT = 3  # This metric's generator: fold_in(ctx.key, SALT).
+IMPORTANCES = ("gbt", "lasso")
+LASSO_ALPHA = 0.02
+EPS = 1e-11  # disentanglement_lib's offset before the entropies.
+
+
+def importance_gbt(x_train, y_train, x_test, y_test, seed: int = 0):
+  """Gradient-boosted-tree importances, as disentanglement_lib's compute_importance_gbt.
+
+  x_*: codes [n, K]; y_*: integer factor indices [n, F]; seed: the trees' random_state.
+  Returns (R [K, F], train accuracy [F], test accuracy [F]).
+  """
+  from sklearn.ensemble import GradientBoostingClassifier
+
+  k, f = x_train.shape[1], y_train.shape[1]
+  importance = np.zeros((k, f))
+  train_acc, test_acc = np.zeros(f), np.zeros(f)
+  for i in range(f):
+    model = GradientBoostingClassifier(random_state=seed).fit(x_train, y_train[:, i])
+    importance[:, i] = np.abs(model.feature_importances_)
+    train_acc[i] = np.mean(model.predict(x_train) == y_train[:, i])
+    test_acc[i] = np.mean(model.predict(x_test) == y_test[:, i])
+  return importance, train_acc, test_acc
+
+
+def standardise(x_train, x_test):
+  """(x_train, x_test) [n, D] centred and scaled by x_train's mean and std (std 0 → 1)."""
+  mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+  std = np.where(std > 0, std, 1.0)
+  return (x_train - mean) / std, (x_test - mean) / std
+
+
+def importance_lasso(x_train, y_train, x_test, y_test, alpha: float = LASSO_ALPHA):
+  """Lasso importances on standardised codes and factor indices.
+
+  x_*: codes [n, K]; y_*: factor indices [n, F]. Returns (R [K, F] = |coefficients|,
+  train NRMSE [F], test NRMSE [F]); NRMSE = RMSE / std of the standardised factor (1 on the
+  training points).
+  """
+  from sklearn.linear_model import Lasso
+
+  x_train, x_test = standardise(x_train, x_test)
+  y_train, y_test = standardise(np.asarray(y_train, np.float64), np.asarray(y_test, np.float64))
+  k, f = x_train.shape[1], y_train.shape[1]
+  importance = np.zeros((k, f))
+  train_err, test_err = np.zeros(f), np.zeros(f)
+  for i in range(f):
+    model = Lasso(alpha=alpha).fit(x_train, y_train[:, i])
+    importance[:, i] = np.abs(model.coef_)
+    for err, x, y in ((train_err, x_train, y_train), (test_err, x_test, y_test)):
+      scale = y[:, i].std()
+      err[i] = np.sqrt(np.mean((model.predict(x) - y[:, i]) ** 2)) / (scale if scale > 0 else 1.0)
+  return importance, train_err, test_err
+
+
+def normalised_entropy(p: np.ndarray) -> np.ndarray:
+  """1 − entropy in base D of each column of p [D, M] (normalised to sum 1) → [M]; 1 when D = 1."""
+  if p.shape[0] < 2:
+    return np.ones(p.shape[1])
+  return 1.0 - scipy.stats.entropy(p, base=p.shape[0])
+
+
+def disentanglement_per_code(importance: np.ndarray) -> np.ndarray:
+  """1 − H_F of each code's importances: R [K, F] → [K]."""
+  return normalised_entropy(importance.T + EPS)
+
+
+def completeness_per_factor(importance: np.ndarray) -> np.ndarray:
+  """1 − H_K of each factor's importances: R [K, F] → [F]."""
+  return normalised_entropy(importance + EPS)
+
+
+def weights(importance: np.ndarray, axis: int) -> np.ndarray:
+  """Relative importance of each code (axis=1 → [K]) or factor (axis=0 → [F]); uniform if R = 0."""
+  if importance.sum() == 0:
+    importance = np.ones_like(importance)
+  return importance.sum(axis=axis) / importance.sum()
+
+
+def disentanglement(importance: np.ndarray) -> float:
+  """DCI disentanglement of R [K, F]: per-code scores weighted by code importance."""
+  return float(np.sum(disentanglement_per_code(importance) * weights(importance, 1)))
+
+
+def completeness(importance: np.ndarray) -> float:
+  """DCI completeness of R [K, F]: per-factor scores weighted by factor importance."""
+  return float(np.sum(completeness_per_factor(importance) * weights(importance, 0)))
+
+
+def compute(ctx: MetricContext) -> dict:
+  """{"value" (disentanglement), "disentanglement", "completeness", "informativeness_train",
+  "informativeness_test", "informativeness_measure", "importance" (predictor), "importance_matrix"
+  [K, F], "disentanglement_per_code" [K], "completeness_per_factor" [F], "informativeness_per_factor"
+  [F] (test), "factors", "num_train", "num_test", "test_in_train"}."""
+  method = str(setting(ctx, "dci_importance", "gbt"))
+  if method not in IMPORTANCES:
+    raise ValueError(f"eval.dci_importance={method!r}; use one of {IMPORTANCES}.")
+  factors = scored_factors(ctx)
+  rng = metric_rng(ctx.key, SALT)
+  num_train = int(setting(ctx, "score_train_points", NUM_TRAIN))
+  num_test = int(setting(ctx, "score_test_points", NUM_TEST))
+  x_train, y_train, x_test, y_test, overlap = train_test_points(ctx, rng, factors, num_train, num_test)
+  if method == "gbt":
+    importance, train, test = importance_gbt(x_train, y_train, x_test, y_test, seed=int(rng.integers(2**31)))
+    measure = "accuracy"
+  else:
+    alpha = float(setting(ctx, "dci_lasso_alpha", LASSO_ALPHA))
+    importance, train, test = importance_lasso(x_train, y_train, x_test, y_test, alpha=alpha)
+    measure = f"nrmse (lasso alpha {alpha})"
+  d = disentanglement(importance)
+  return {
+      "value": d,
+      "disentanglement": d,
+      "completeness": completeness(importance),
+      "informativeness_train": float(np.mean(train)),
+      "informativeness_test": float(np.mean(test)),
+      "informativeness_measure": measure,
+      "importance": method,
+      "importance_matrix": importance.tolist(),
+      "disentanglement_per_code": disentanglement_per_code(importance).tolist(),
+      "completeness_per_factor": completeness_per_factor(importance).tolist(),
+      "informativeness_per_factor": np.asarray(test).tolist(),
+      "factors": [ctx.dataset.factor_names[f] for f in factors],
+      "num_train": num_train,
+      "num_test": num_test,
+      "test_in_train": overlap,
+  }
+
+
+def scalars(result: dict) -> dict[str, float]:
+  """dci_disentanglement, dci_completeness, and dci_informativeness (GBT test accuracy) or
+  dci_nrmse (lasso test NRMSE, lower is better): the two are different quantities."""
+  out = {"dci_disentanglement": result["disentanglement"], "dci_completeness": result["completeness"]}
+  out["dci_informativeness" if result["importance"] == "gbt" else "dci_nrmse"] = result["informativeness_test"]
+  return out
