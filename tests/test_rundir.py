@@ -58,3 +58,19 @@ def test_hold_workdir_holds_the_lock(tmp_path):
         pass
   with workdir_lock.hold(str(tmp_path)):  # Released.
     pass
+
+
+def test_learning_curve_and_training_seconds_survive_resumption(tmp_path):
+  """eval_history.jsonl keeps every point across invocations (latest per step, a torn last line
+  ignored), and the training seconds are read back only for the checkpoint they were written at."""
+  workdir = str(tmp_path)
+  for step, value in ((2, 0.1), (4, 0.2), (4, 0.25), (6, 0.3)):
+    rundir.append_history(workdir, {"step": step, "mig": [value]})
+  with open(tmp_path / rundir.HISTORY_NAME, "a") as f:
+    f.write('{"step": 8, "mi')  # A write cut short by a kill.
+  assert [(p["step"], p["mig"]) for p in rundir.read_history(workdir, 6)] == [(2, [0.1]), (4, [0.25]), (6, [0.3])]
+  assert [p["step"] for p in rundir.read_history(workdir, 5)] == [2, 4]
+  assert rundir.read_history(str(tmp_path / "none"), 10) == []
+  rundir.write_train_seconds(workdir, 6, 12.5)
+  assert rundir.train_seconds_at(workdir, 6) == 12.5
+  assert rundir.train_seconds_at(workdir, 4) == 0.0 and rundir.train_seconds_at(workdir, 0) == 0.0

@@ -30,6 +30,8 @@ from vae_jax.data import get_dataset, holdout as holdout_lib
 from vae_jax.data.grid import FactorDataset, dataset_note
 
 METRICS_NAME = "metrics.json"
+HISTORY_NAME = "eval_history.jsonl"  # The learning curve, one sub-grid evaluation per line.
+SECONDS_NAME = "train_seconds.json"  # Training seconds up to the latest checkpoint, across resumptions.
 CONFIG_NAME = "config.json"
 
 
@@ -133,6 +135,44 @@ def run_results(config: ml_collections.ConfigDict, dataset: FactorDataset, step:
       holdout=config.data.holdout,
       members=members,
   )
+
+
+def append_history(workdir: str, entry: dict[str, Any]) -> None:
+  """Appends one learning-curve point to workdir/eval_history.jsonl (kept across resumptions)."""
+  with open(os.path.join(workdir, HISTORY_NAME), "a") as f:
+    f.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+def read_history(workdir: str, up_to_step: int) -> list[dict[str, Any]]:
+  """The learning curve of workdir up to `up_to_step`, one point per step (the latest written wins)."""
+  path = os.path.join(workdir, HISTORY_NAME)
+  if not os.path.isfile(path):
+    return []
+  points = {}
+  with open(path) as f:
+    for line in f:
+      try:
+        entry = json.loads(line)
+      except json.JSONDecodeError:  # A line cut short by a kill.
+        continue
+      if entry.get("step", up_to_step + 1) <= up_to_step:
+        points[entry["step"]] = entry
+  return [points[s] for s in sorted(points)]
+
+
+def write_train_seconds(workdir: str, step: int, seconds: float) -> None:
+  """Records that training reached `step` after `seconds` of training in all (at a checkpoint)."""
+  write_json_atomic(os.path.join(workdir, SECONDS_NAME), {"step": step, "seconds": seconds})
+
+
+def train_seconds_at(workdir: str, step: int) -> float:
+  """Training seconds spent before `step` (the restored checkpoint's), or 0.0 if not recorded."""
+  path = os.path.join(workdir, SECONDS_NAME)
+  if step == 0 or not os.path.isfile(path):
+    return 0.0
+  with open(path) as f:
+    record = json.load(f)
+  return float(record["seconds"]) if record.get("step") == step else 0.0
 
 
 def write_metrics(workdir: str, results: RunResults) -> None:

@@ -251,7 +251,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     pending = None  # (step, metrics) logged one step late so the host never waits on the device.
     last_metrics = None
     wait_time, t_start = 0.0, time.time()
-    eval_history = []  # Sub-grid evaluations during training: the learning curve in metrics.json.
+    seconds_before = rundir.train_seconds_at(workdir, start_step)  # Training time of earlier invocations.
 
     def write_pending() -> None:
       values = jax.device_get(pending[1])
@@ -275,11 +275,15 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         if step % config.checkpoint_every_steps == 0 or step == num_steps:
           _check_finite(state, ckpt)  # Never save a state that has seen a NaN.
           ckpt.save(step, state, force=step == num_steps)
+          if is_chief:
+            rundir.write_train_seconds(workdir, step, seconds_before + time.time() - t_start)
         if config.eval.every_steps and step % config.eval.every_steps == 0 and step != num_steps:
           _check_finite(state, ckpt)
           subset = evaluate_now(full=False)
           writer.write_scalars(step, evaluate.summary_scalars(subset, "eval_subset"))
-          eval_history.append(history_entry(step, config.batch_size, time.time() - t_start, subset))
+          if is_chief:
+            rundir.append_history(workdir, history_entry(step, config.batch_size,
+                                                         seconds_before + time.time() - t_start, subset))
       if pending is not None:
         write_pending()
     _check_finite(state, ckpt)
@@ -307,7 +311,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   results.train = {k: np.asarray(v).tolist() for k, v in jax.device_get(last_metrics or {}).items()}
   results.train_seconds = elapsed  # Of this invocation, which started at step resumed_from_step.
   results.resumed_from_step = start_step
-  results.eval_history = eval_history
+  results.eval_history = rundir.read_history(workdir, num_steps)
+  results.extra["train_seconds_total"] = seconds_before + elapsed
   if is_chief:
     rundir.write_metrics(workdir, results)
   for r in evaluations:
@@ -316,8 +321,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
 
 
 def history_entry(step: int, batch_size: int, seconds: float, evaluations: list) -> dict[str, Any]:
-  """One point of the learning curve: step, images seen per member, seconds since this
-  invocation started, and each member's scalars of the sub-grid evaluation."""
+  """One point of the learning curve: step, images seen per member, training seconds so far
+  (all invocations of the run), and each member's scalars of the sub-grid evaluation."""
   entry = {"step": step, "images": step * batch_size, "seconds": seconds}
   for r in evaluations:
     for k, v in evaluate.member_scalars(r).items():

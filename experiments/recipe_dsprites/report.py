@@ -78,7 +78,8 @@ def draw(records: dict[str, dict], path: str) -> str:
       continue
     members = len(r["members"])
     x_img = np.asarray([h["images"] for h in history] + [r["images_per_member"]], np.float64)
-    x_min = np.asarray([h["seconds"] for h in history] + [r.get("train_seconds", np.nan)], np.float64) / 60 / members
+    total = r.get("train_seconds_total", r.get("train_seconds", np.nan))
+    x_min = np.asarray([h["seconds"] for h in history] + [total], np.float64) / 60 / members
     migs = np.asarray([h["mig"] for h in history] + [list(final_migs(r))])  # Last point: the full grid.
     med = np.median(migs, 1)
     for ax, x in ((by_images, x_img / 1e6), (by_time, x_min)):
