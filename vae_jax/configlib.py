@@ -96,16 +96,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.elbo_samples = 10_000  # Evaluation points of the aggregate-posterior decomposition.
   c.eval.likelihood_images = 2_000  # Images for the ELBO and importance-weighted log p(x).
   c.eval.importance_samples = 20
-  # Settings of the supervised scores in vae_jax/metrics (disentanglement_lib's defaults).
-  c.eval.score_batch_size = 64  # Points per fixed-factor batch (BetaVAE and FactorVAE scores).
-  c.eval.score_train_points = 10_000
-  c.eval.score_test_points = 5_000
-  c.eval.score_variance_points = 10_000  # FactorVAE score: points for the global code variance.
-  c.eval.factor_vae_prune_threshold = 0.05
-  c.eval.dci_importance = "gbt"  # "gbt" (gradient-boosted trees, disentanglement_lib) or "lasso" (fast).
-  c.eval.dci_lasso_alpha = 0.02
-  c.eval.sap_continuous = False
   c.eval.figures = True  # Write figures/ (traversals, GIFs, reconstructions, ...) after training.
+
+  # The metric modules' own settings (vae_jax/metrics/*.py SETTINGS; e.g. score_train_points,
+  # dci_importance: "gbt" as disentanglement_lib or "lasso", fast).
+  for name, default in metrics.all_settings().items():
+    if name not in c.eval:
+      c.eval[name] = default
 
   c.log_every_steps = 100
   c.checkpoint_every_steps = 500

@@ -5,7 +5,9 @@ A metric module defines
                                          "value" is the headline number if it has one)
   scalars(result) -> dict[str, float]    the numbers for the log line, TensorBoard and reports
 and optionally SUBSET = "<eval setting>": the size of a random subset of the evaluated
-points it works on (ctx.points[its name]). Adding a metric is one new module here and
+points it works on (ctx.points[its name]), and SETTINGS = {name: default}: settings it
+reads from the eval config (they become config keys `eval.<name>` through
+`all_settings()`). Adding a metric is one new module here and
 its name in `eval.metrics`; the evaluation run, metrics.json, the log line and
 `vae_jax.report` pick it up by name.
 """
@@ -19,7 +21,7 @@ from types import ModuleType
 
 from vae_jax.metrics.base import MetricContext, Posterior
 
-__all__ = ["MetricContext", "Posterior", "available", "get"]
+__all__ = ["MetricContext", "Posterior", "all_settings", "available", "get"]
 
 
 @functools.cache
@@ -33,3 +35,12 @@ def get(name: str) -> ModuleType:
   if name not in available():
     raise ValueError(f"Unknown metric {name!r}; use one of {available()}.")
   return importlib.import_module(f"{__name__}.{name}")
+
+
+def all_settings() -> dict:
+  """{setting: default} over every metric module's SETTINGS (the config's `eval.*` keys they read)."""
+  out: dict = {}
+  for name in available():
+    for key, default in getattr(get(name), "SETTINGS", {}).items():
+      out.setdefault(key, default)
+  return out

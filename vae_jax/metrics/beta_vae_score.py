@@ -44,6 +44,9 @@ CHUNK = 512  # Points whose [batch, K] code arrays are gathered at once.
 # Shared by the metric suite.
 
 
+# eval.* settings this metric reads (config keys through vae_jax.metrics.all_settings).
+SETTINGS = {"score_batch_size": BATCH_SIZE, "score_train_points": NUM_TRAIN, "score_test_points": NUM_TEST}
+
 def metric_rng(key: jax.Array, salt: int) -> np.random.Generator:
   """A NumPy generator seeded from fold_in(key, salt); key raw ([2] uint32) or typed."""
   key = jax.random.fold_in(key, salt)

@@ -42,6 +42,9 @@ LASSO_ALPHA = 0.02
 EPS = 1e-11  # disentanglement_lib's offset before the entropies.
 
 
+# eval.* settings this metric reads (config keys through vae_jax.metrics.all_settings).
+SETTINGS = {"dci_importance": "gbt", "dci_lasso_alpha": LASSO_ALPHA}
+
 def importance_gbt(x_train, y_train, x_test, y_test, seed: int = 0):
   """Gradient-boosted-tree importances, as disentanglement_lib's compute_importance_gbt.
 

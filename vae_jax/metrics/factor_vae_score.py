@@ -37,6 +37,9 @@ NUM_VARIANCE = 10_000
 PRUNE_THRESHOLD = 0.05
 
 
+# eval.* settings this metric reads (config keys through vae_jax.metrics.all_settings).
+SETTINGS = {"score_variance_points": NUM_VARIANCE, "factor_vae_prune_threshold": PRUNE_THRESHOLD}
+
 def global_variances(codes: np.ndarray, rng: np.random.Generator, num_points: int) -> np.ndarray:
   """Variances [K] (ddof 1) of codes [N, K] over num_points rows drawn uniformly with replacement."""
   rows = rng.integers(codes.shape[0], size=num_points)

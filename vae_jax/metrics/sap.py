@@ -33,6 +33,9 @@ SALT = 4  # This metric's generator: fold_in(ctx.key, SALT).
 SVC_C = 0.01
 
 
+# eval.* settings this metric reads (config keys through vae_jax.metrics.all_settings).
+SETTINGS = {"sap_continuous": False}
+
 def score_matrix_discrete(x_train, y_train, x_test, y_test, seed: int = 0) -> np.ndarray:
   """S [K, F]: test accuracy of LinearSVC(C=0.01, balanced) on code j alone predicting factor k.
 
