@@ -31,13 +31,12 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from vae_jax import rundir
+from vae_jax import objectives, rundir
 
 # The two MIG conventions in metrics.json: (key, short name).
 CONVENTIONS = (("mig", "MIG, sampling estimator"), ("mig_histogram", "MIG, histogram estimator"))
-_SYMBOLS = {"alpha": "α", "beta": "β", "gamma": "γ"}
-_OBJECTIVE_ORDER = {"ae": 0, "vae": 1, "betavae": 2, "betatcvae": 3}
-_OBJECTIVE_NAMES = {"ae": "AE", "vae": "VAE", "betavae": "β-VAE", "betatcvae": "β-TCVAE"}
+# Objectives in the order tables list them; others follow, by name.
+_OBJECTIVE_ORDER = ("ae", "vae", "betavae", "betatcvae", "factorvae", "dipvae_i", "dipvae_ii", "annealedvae")
 
 
 class ReportError(Exception):
@@ -137,16 +136,28 @@ def group_key(model: Model) -> tuple:
 
 
 def group_models(models: Sequence[Model]) -> dict[tuple, list[Model]]:
-  """Models grouped by group_key, in the order AE, VAE, β-VAE, β-TCVAE, then β ascending."""
+  """Models grouped by group_key, objectives in _OBJECTIVE_ORDER (AE, VAE, β-VAE, β-TCVAE, FactorVAE, …), then hyperparameters ascending."""
   groups: dict[tuple, list[Model]] = {}
   for m in models:
     groups.setdefault(group_key(m), []).append(m)
 
   def order(key):
     dataset, arch, objective, hparams = key
-    return (dataset, arch, _OBJECTIVE_ORDER.get(objective.split("/")[0], 9), objective, hparams)
+    base = objective.split("/")[0]
+    rank = _OBJECTIVE_ORDER.index(base) if base in _OBJECTIVE_ORDER else len(_OBJECTIVE_ORDER)
+    return (dataset, arch, rank, objective, hparams)
 
   return {k: sorted(groups[k], key=lambda m: (m.run, m.member)) for k in sorted(groups, key=order)}
+
+
+def _symbol(cls, hparam: str) -> str:
+  """The symbol of `hparam`: its objective's, else any objective's (records from older runs), else its name."""
+  if cls is not None and hparam in cls.SYMBOLS:
+    return cls.SYMBOLS[hparam]
+  for name in objectives.available():
+    if hparam in objectives.get(name).SYMBOLS:
+      return objectives.get(name).SYMBOLS[hparam]
+  return hparam
 
 
 def group_labels(keys: Sequence[tuple]) -> list[str]:
@@ -156,9 +167,11 @@ def group_labels(keys: Sequence[tuple]) -> list[str]:
   labels = []
   for dataset, arch, objective, hparams in keys:
     base, _, est = objective.partition("/")
-    name = _OBJECTIVE_NAMES.get(base, base) + (f" ({est.upper()})" if est else "")
-    shown = [(k, v) for k, v in hparams if not (k in ("alpha", "gamma") and v == 1.0)]  # β-TCVAE's defaults.
-    text = " ".join([name] + [f"{_SYMBOLS.get(k, k)}={v:g}" for k, v in shown])
+    cls = objectives.get(base) if base in objectives.available() else None
+    name = ((cls.TITLE if cls else "") or base) + (f" ({est.upper()})" if est else "")
+    # The key hyperparameters always; the others where they differ from the objective's default.
+    shown = [(k, v) for k, v in hparams if cls is None or k in cls.KEY_HPARAMS or v != cls.HPARAMS.get(k)]
+    text = " ".join([name] + [f"{_symbol(cls, k)}={v:g}" for k, v in shown])
     prefix = ", ".join(([dataset] if vary_data else []) + ([arch] if vary_arch else []))
     labels.append(f"{prefix}: {text}" if prefix else text)
   return labels

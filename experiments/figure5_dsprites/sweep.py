@@ -12,12 +12,19 @@ and one draws the figure and the table from the committed results:
 
 Protocols:
   cpu:          Chen et al.'s MLP networks; VAE (β = 1), β-VAE and β-TCVAE (MWS) at
-                β ∈ {4, 8}; 3 seeds each (15 models), the same images per model. Sized
-                for about 2 hours on a 2-core CPU (see README.md for the measured time).
-  accelerator:  the conv64 networks; VAE, β-VAE and β-TCVAE at β ∈ {1, 2, 4, 6, 8, 10};
-                5 seeds each (65 models). Its input is rendered from factor indices by
-                NumPy (data.pipeline = "numpy"), so it needs JAX only, not TensorFlow.
-  test:         a few steps of tiny networks, for the tests and the notebook's CPU check.
+                β ∈ {4, 8}, FactorVAE at γ = β − 1 ∈ {3, 7}, DIP-VAE-I and -II at
+                λ_od = 10, AnnealedVAE at C_max = 25 nats (γ = 1,000, C rising over the
+                first 2,000 steps); 3 seeds each (30 models), the same images per model.
+  accelerator:  the conv64 networks; VAE, β-VAE and β-TCVAE at β ∈ {1, 2, 4, 6, 8, 10},
+                FactorVAE at γ = β − 1, DIP-VAE-I/II at λ_od ∈ {1, 10, 100},
+                AnnealedVAE at C_max ∈ {5, 25, 50}; 5 seeds each. Its input is rendered
+                from factor indices by NumPy (data.pipeline = "numpy"), so it needs JAX
+                only, not TensorFlow.
+  test:         a few steps of tiny networks (VAE, β-VAE, β-TCVAE), for the tests and the
+                notebook's CPU check.
+
+FactorVAE's γ weighs the TC on top of the ELBO's own, so γ = β − 1 puts the same total
+weight on the TC as β-TCVAE's β (Chen et al. compare the two at matched weights).
 
 Every model is evaluated over the whole 737,280-image grid: Chen et al.'s MIG (shape
 excluded), the histogram MIG, the ELBO decomposition and the likelihood.
@@ -26,7 +33,7 @@ excluded), the histogram MIG, the ELBO decomposition and the likelihood.
 from vae_jax.configlib import base_config, shrink_to_test_size
 
 PROTOCOLS = ("cpu", "accelerator", "test")
-OBJECTIVES = ("vae", "betavae", "betatcvae")
+OBJECTIVES = ("vae", "betavae", "betatcvae", "factorvae", "dipvae_i", "dipvae_ii", "annealedvae")
 
 _SETTINGS = {
     #              betas, seeds, architecture, steps, batch
@@ -35,12 +42,32 @@ _SETTINGS = {
                         batch=256),
     "test": dict(betas=(4.0,), seeds=2, architecture="mlp", steps=4, batch=16),
 }
+# The swept hyperparameter of the objectives without β, per protocol: (name, values).
+_ZOO = {
+    "cpu": dict(dipvae=("lambda_od", (10.0,)), annealedvae=("c_max", (25.0,))),
+    "accelerator": dict(dipvae=("lambda_od", (1.0, 10.0, 100.0)), annealedvae=("c_max", (5.0, 25.0, 50.0))),
+    "test": dict(dipvae=("lambda_od", (10.0,)), annealedvae=("c_max", (25.0,))),
+}
+# Steps over which AnnealedVAE's capacity rises to C_max, as a share of the run.
+CAPACITY_SHARE = 0.8
+
+
+def swept_hparam(protocol: str, objective: str) -> tuple[str, tuple[float, ...]]:
+  """(hyperparameter name, its values) that `objective`'s run sweeps in `protocol` ("" for the VAE)."""
+  betas = _SETTINGS[protocol]["betas"]
+  if objective == "vae":
+    return "", (1.0,)
+  if objective in ("betavae", "betatcvae"):
+    return "beta", betas
+  if objective == "factorvae":
+    return "tc_weight", tuple(b - 1.0 for b in betas)
+  return _ZOO[protocol]["dipvae" if objective.startswith("dipvae") else objective]
 
 
 def run_config(protocol: str, objective: str):
-  """The config of one run: an ensemble over every (β, seed) pair of `objective`."""
+  """The config of one run: an ensemble over every (hyperparameter, seed) pair of `objective`."""
   s = _SETTINGS[protocol]
-  betas = (1.0,) if objective == "vae" else s["betas"]
+  hparam, values = swept_hparam(protocol, objective)
   config = base_config()
   config.seed = 0
   config.loss.objective = objective
@@ -48,11 +75,15 @@ def run_config(protocol: str, objective: str):
   config.model.architecture = s["architecture"]
   config.batch_size = s["batch"]
   config.num_train_steps = s["steps"]
-  # Member m uses seed m (initialisation, sampling and data order): the β values take
-  # consecutive blocks of seeds, and the three objectives see the same seeds.
-  config.ensemble.num_members = len(betas) * s["seeds"]
-  if objective != "vae":  # The VAE has no β (it is β = 1).
-    config.ensemble.betas = tuple(b for b in betas for _ in range(s["seeds"]))
+  # Member m uses seed m (initialisation, sampling and data order): the values take
+  # consecutive blocks of seeds, and the objectives see the same seeds.
+  config.ensemble.num_members = len(values) * s["seeds"]
+  if hparam == "beta":
+    config.ensemble.betas = tuple(v for v in values for _ in range(s["seeds"]))
+  elif hparam:  # The VAE has no hyperparameter (it is β = 1).
+    config.ensemble.hparams[hparam] = tuple(v for v in values for _ in range(s["seeds"]))
+  if objective == "annealedvae":
+    config.loss.capacity_steps = int(CAPACITY_SHARE * s["steps"])
   config.data.pipeline = "numpy"
   config.checkpoint_every_steps = 500
   config.eval.final = "full"
@@ -65,5 +96,6 @@ def run_config(protocol: str, objective: str):
 
 
 def get_sweep(protocol: str):
-  """{run name: config} for `protocol`: one ensemble run per objective."""
-  return {objective: run_config(protocol, objective) for objective in OBJECTIVES}
+  """{run name: config} for `protocol`: one ensemble run per objective (test: the first three)."""
+  names = OBJECTIVES[:3] if protocol == "test" else OBJECTIVES
+  return {objective: run_config(protocol, objective) for objective in names}

@@ -16,6 +16,7 @@ from vae_jax.objectives import base
 
 class Autoencoder(base.Objective):
   """loss = Σ_pixels (decoded mean − x)²; decoded mean = σ(logits) for Bernoulli."""
+  TITLE = "AE"
 
   DETERMINISTIC = True
 

@@ -36,6 +36,9 @@ class AnnealedVAE(vae.VAE):
   """loss = −log p(x|z) + γ·|KL − C(t)|; γ (`capacity_weight`) and C_max (`c_max`) per member."""
 
   HPARAMS = {"capacity_weight": 1000.0, "c_max": 25.0}
+  TITLE = "AnnealedVAE"
+  SYMBOLS = {"capacity_weight": "γ", "c_max": "C_max"}
+  KEY_HPARAMS = ("c_max",)
   SETTINGS = {"capacity_steps": 100_000}
 
   def __init__(self, loss_config, dataset_size):

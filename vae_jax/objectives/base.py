@@ -47,12 +47,19 @@ class Objective:
       (config keys `loss.<name>`; read them in __init__ from loss_config).
     NETWORKS: parameter groups, each with its own optimiser; "vae" is the model's.
     DETERMINISTIC: the code is the encoder's mean (no posterior variance).
+    TITLE: the name tables and figures show (default: the module's name).
+    SYMBOLS: {hyperparameter: symbol} for tables and figures (default: its name).
+    KEY_HPARAMS: hyperparameters a table always shows; the others only where they
+      differ from their default.
   """
 
   HPARAMS: ClassVar[Mapping[str, float]] = {}
   SETTINGS: ClassVar[Mapping[str, float | int | str]] = {}
   NETWORKS: ClassVar[tuple[str, ...]] = ("vae",)
   DETERMINISTIC: ClassVar[bool] = False
+  TITLE: ClassVar[str] = ""
+  SYMBOLS: ClassVar[Mapping[str, str]] = {}
+  KEY_HPARAMS: ClassVar[tuple[str, ...]] = ()
 
   def __init__(self, loss_config: ml_collections.ConfigDict, dataset_size: int):
     self.likelihood = loss_config.likelihood

@@ -19,6 +19,9 @@ class BetaTCVAE(vae.VAE):
   """loss = −log p(x|z) + α·MI + β·TC + γ·dimension-wise KL; α, β, γ per member."""
 
   HPARAMS = {"alpha": 1.0, "beta": 6.0, "gamma": 1.0}
+  TITLE = "β-TCVAE"
+  SYMBOLS = {"alpha": "α", "beta": "β", "gamma": "γ"}
+  KEY_HPARAMS = ("beta",)
   SETTINGS = {"warmup_steps": 0}
 
   def __init__(self, loss_config, dataset_size):

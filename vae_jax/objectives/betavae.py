@@ -10,6 +10,9 @@ class BetaVAE(vae.VAE):
   """loss = −log p(x|z) + β·KL; β per ensemble member."""
 
   HPARAMS = {"beta": 6.0}
+  TITLE = "β-VAE"
+  SYMBOLS = {"beta": "β"}
+  KEY_HPARAMS = ("beta",)
 
   def vae_loss(self, outputs, x, hparams, step):
     terms = self.terms(outputs, x)

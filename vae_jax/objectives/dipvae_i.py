@@ -57,6 +57,9 @@ class DIPVAEI(vae.VAE):
   """loss = −log p(x|z) + KL + λ_od·Σ_{i≠j} C_ij² + λ_d·Σ_i (C_ii − 1)², C = Cov[μ(x)]; λ_d = 10·λ_od."""
 
   HPARAMS = {"lambda_od": 10.0}
+  TITLE = "DIP-VAE-I"
+  SYMBOLS = {"lambda_od": "λ_od"}
+  KEY_HPARAMS = ("lambda_od",)
   DIP_TYPE = "i"
   LAMBDA_D_FACTOR = 10.0
 

@@ -12,6 +12,7 @@ from vae_jax.objectives import dipvae_i
 
 class DIPVAEII(dipvae_i.DIPVAEI):
   """DIP-VAE-I with C the covariance of q(z) (E[diag σ²(x)] + Cov[μ(x)]) and λ_d = λ_od."""
+  TITLE = "DIP-VAE-II"
 
   DIP_TYPE = "ii"
   LAMBDA_D_FACTOR = 1.0

@@ -92,6 +92,9 @@ class FactorVAE(vae.VAE):
   """loss_vae = −log p(x|z) + KL + γ·TC(discriminator); γ (`tc_weight`) per member."""
 
   HPARAMS = {"tc_weight": 35.0}
+  TITLE = "FactorVAE"
+  SYMBOLS = {"tc_weight": "γ"}
+  KEY_HPARAMS = ("tc_weight",)
   SETTINGS = {"discriminator_width": 1000, "discriminator_layers": 6, "discriminator_learning_rate": 1e-4}
   NETWORKS = ("vae", "discriminator")
 

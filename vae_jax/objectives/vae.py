@@ -8,6 +8,7 @@ from vae_jax.objectives import base
 
 class VAE(base.Objective):
   """loss = −log p(x|z) + KL, z ~ q(z|x) by reparameterisation."""
+  TITLE = "VAE"
 
   def vae_loss(self, outputs, x, hparams, step):
     terms = self.terms(outputs, x)
