@@ -1,5 +1,6 @@
-"""The model and train step that the benchmarks time: β-TCVAE (MWS, Bernoulli, 10 latents,
-Adam) on procedural dSprites, as configs' base_config and train_and_evaluate build them."""
+"""The model and train step that the benchmarks time: by default β-TCVAE (MWS, Bernoulli,
+10 latents, Adam) on procedural dSprites, as configs' base_config and train_and_evaluate
+build them; any objective with `objective=`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import dataclasses
 import jax
 import ml_collections
 
-from vae_jax import configlib, host_memory, models, parallel, train
+from vae_jax import configlib, host_memory, parallel, rundir, train
 from vae_jax.data.dsprites import ProceduralDSprites
 
 
@@ -17,18 +18,22 @@ from vae_jax.data.dsprites import ProceduralDSprites
 class BenchModel:
   config: ml_collections.ConfigDict
   dataset: ProceduralDSprites
-  model: models.VAE
   mesh: jax.sharding.Mesh
 
   def state(self, num_members: int = 1):
     """A fresh replicated ensemble state of `num_members` members."""
     self.config.ensemble.num_members = num_members
-    state = train.create_ensemble_state(self.config, self.model, self.dataset.image_shape)
+    *_, state = rundir.build(self.config, self.dataset, len(self.dataset))
     return jax.device_put(state, parallel.replicated(self.mesh))
+
+  def spec(self) -> train.StepSpec:
+    """The objective, apply function and optimisers the train step runs with."""
+    model, objective, optimizers, _ = rundir.build(self.config, self.dataset, len(self.dataset))
+    return train.StepSpec(objective, model.apply, optimizers)
 
   def step(self, state):
     """train.jit_ensemble_step for states like `state`: exactly the step training runs."""
-    return train.jit_ensemble_step(self.config, len(self.dataset), self.mesh, state)
+    return train.jit_ensemble_step(self.spec(), self.mesh, state)
 
 
 def add_malloc_flag(parser: argparse.ArgumentParser) -> None:
@@ -43,12 +48,12 @@ def apply_malloc_flag(choice: str) -> None:
     print("note: malloc settings not applied (not glibc, or MALLOC_* / GLIBC_TUNABLES set)")
 
 
-def bench_model(arch: str, batch: int, conv_impl: str = "fast") -> BenchModel:
-  """The base config with `arch`, `batch` and `conv_impl`, its dataset, model and mesh."""
+def bench_model(arch: str, batch: int, conv_impl: str = "fast", objective: str = "betatcvae") -> BenchModel:
+  """The base config with `arch`, `batch`, `conv_impl` and `objective` (its default
+  hyperparameters), its dataset and mesh."""
   config = configlib.base_config()
   config.model.architecture = arch
   config.model.conv_impl = conv_impl
+  config.loss.objective = objective
   config.batch_size = batch
-  dataset = ProceduralDSprites()
-  model = models.create_model(config.model, dataset.image_shape, config.loss.objective)
-  return BenchModel(config, dataset, model, parallel.create_mesh())
+  return BenchModel(config, ProceduralDSprites(), parallel.create_mesh())

@@ -72,8 +72,7 @@ def main() -> None:
   apply_malloc_flag(a.malloc)
 
   bench = bench_model(a.arch, a.batch)
-  config, dataset, model, mesh = bench.config, bench.dataset, bench.model, bench.mesh
-  objective = train.make_objective_fn(config, len(dataset))
+  dataset, mesh, spec = bench.dataset, bench.mesh, bench.spec()
   images = dataset.images(np.random.default_rng(0).choice(len(dataset), 3 * a.batch, replace=False))
   state_mib = sum(leaf.nbytes for leaf in jax.tree.leaves(bench.state(1))) / 2**20
   print(f"{a.arch}, batch {a.batch}, β-TCVAE (MWS), one member's train state {state_mib:.1f} MiB, "
@@ -87,7 +86,7 @@ def main() -> None:
   x3 = parallel.global_batch(images.reshape(3, a.batch, *images.shape[1:]), mesh)
   shardings = dict(in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
                    out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)))
-  step = functools.partial(train.train_step, objective_fn=objective)
+  step = functools.partial(train.train_step, spec=spec)
 
   def vmapped(state, batch):
     return jax.vmap(step)(state, batch, jax.vmap(jax.random.fold_in)(state.rng, state.step))
@@ -97,7 +96,7 @@ def main() -> None:
 
   def variants(state):
     donated = train.donates_state(state)
-    ensemble_step = train.ensemble_step_fn(objective)
+    ensemble_step = train.ensemble_step_fn(spec)
     return [
         (f"train.jit_ensemble_step ({'state donated' if donated else 'not donated'})", bench.step(state)),
         (f"the same step, {'not donated' if donated else 'state donated'}",
@@ -118,27 +117,31 @@ def main() -> None:
 
   print("Pieces of one model's step:")
   key = jax.random.PRNGKey(0)
-  params = model.init(key, jnp.zeros((1, *dataset.image_shape)), key)["params"]
+  apply = spec.apply_fn
+  params = jax.tree.map(lambda v: v[0], bench.state(1).params["vae"])
   x = jnp.asarray(images[:a.batch])
-  hp = dict(alpha=1.0, beta=6.0, gamma=1.0)
+  hp = {k: jnp.float32(v) for k, v in spec.objective.HPARAMS.items()}
+
+  def objective(outputs, x):
+    return spec.objective.vae_loss(outputs, x, hp, 0)[0]
 
   def loss(p, x, k):
-    return objective(model.apply({"params": p}, x, k), x, **hp)[0]
+    return objective(apply({"params": p}, x, k), x)
 
-  outputs = jax.jit(lambda p, x, k: model.apply({"params": p}, x, k))(params, x, key)
-  tx = train.create_optimizer(config)
+  outputs = jax.jit(lambda p, x, k: apply({"params": p}, x, k))(params, x, key)
+  tx = spec.optimizers["vae"]
   opt_state = tx.init(params)
 
   def adam(p, g, o):
     updates, o = tx.update(g, o, p)
     return optax.apply_updates(p, updates), o
 
-  row("network forward", best_ms(jax.jit(lambda p, x, k: model.apply({"params": p}, x, k)["decoded"]),
+  row("network forward", best_ms(jax.jit(lambda p, x, k: apply({"params": p}, x, k)["decoded"]),
                                  params, x, key, repeats=r))
   row("forward + backward (with the loss)", best_ms(jax.jit(jax.grad(loss)), params, x, key, repeats=r))
   row("loss alone, forward + backward",
-      best_ms(jax.jit(jax.grad(lambda o, x: objective(o, x, **hp)[0])), outputs, x, repeats=r))
-  row("Adam update (train.create_optimizer)", best_ms(jax.jit(adam), params, params, opt_state, repeats=r))
+      best_ms(jax.jit(jax.grad(objective)), outputs, x, repeats=r))
+  row("Adam update (the VAE's optimiser)", best_ms(jax.jit(adam), params, params, opt_state, repeats=r))
 
   def adam_in_place(params_and_state, g):  # (state, something to wait on), as best_step_ms expects
     p, o = adam(params_and_state[0], g, params_and_state[1])

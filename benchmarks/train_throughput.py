@@ -1,7 +1,7 @@
 """Training throughput: the vae_jax train step against the PyTorch baseline, in one run.
 
     python benchmarks/train_throughput.py [--rounds 3] [--steps 20] [--archs conv64,mlp] [--batches 64,256]
-                                         [--torch-retain-memory]
+                                         [--torch-retain-memory] [--objectives all] [--no-torch]
 
 For each (architecture, batch) the vae_jax β-TCVAE train step (MWS, Bernoulli,
 10 latents, Adam) and ../shared/bench/torch_reference.py (the same networks and
@@ -18,7 +18,12 @@ The vae_jax worker makes the malloc settings train_and_evaluate makes
 settings (as environment variables) and prints a second table, so that the
 comparison can be read both ways.
 
-Needs torch (CPU build): `pip install -e ".[bench]"`.
+A second table times every objective's step (--objectives; the same architectures and
+batches, each in a fresh process, all objectives back to back in each round) and its
+ratio to the step it extends: FactorVAE (VAE + discriminator) to β-TCVAE's, DIP-VAE
+and AnnealedVAE to β-VAE's. --no-torch prints only that table.
+
+The first table needs torch (CPU build): `pip install -e ".[bench]"`.
 """
 
 from __future__ import annotations
@@ -59,16 +64,16 @@ def worker_matmul(size: int = 2048, repeats: int = 20) -> dict:
   return {"gflops": 2 * size**3 / best / 1e9}
 
 
-def worker_jax(arch: str, batch: int, steps: int, conv_impl: str) -> dict:
-  """images/s, compile time, FLOPs per image and peak RSS of the vae_jax train step."""
+def time_step(arch: str, batch: int, steps: int, conv_impl: str, objective: str = "betatcvae"):
+  """(bench model, compiled step, state, batch, images/s, compile s, FLOPs per image) of
+  `objective`'s train step, timed over `steps` steps after 3 warm-up steps."""
   import jax
   import numpy as np
 
   from bench_model import bench_model
-  from vae_jax import host_memory, parallel
+  from vae_jax import parallel
 
-  retained = host_memory.retain_freed_memory()  # As train_and_evaluate does.
-  bench = bench_model(arch, batch, conv_impl)
+  bench = bench_model(arch, batch, conv_impl, objective)
   dataset, mesh = bench.dataset, bench.mesh
   state = bench.state()
   step_fn = bench.step(state)  # Exactly the step train_and_evaluate runs.
@@ -88,6 +93,28 @@ def worker_jax(arch: str, batch: int, steps: int, conv_impl: str) -> dict:
     state, metrics = compiled(state, x)
   jax.block_until_ready(metrics)
   dt = time.perf_counter() - t
+  return bench, compiled, state, steps * batch / dt, compile_s, flops / batch
+
+
+def worker_objective(arch: str, batch: int, steps: int, conv_impl: str, objective: str) -> dict:
+  """images/s, compile time and FLOPs per image of `objective`'s train step."""
+  from vae_jax import host_memory
+
+  host_memory.retain_freed_memory()  # As train_and_evaluate does.
+  *_, images_per_s, compile_s, flops = time_step(arch, batch, steps, conv_impl, objective)
+  return {"images_per_s": images_per_s, "compile_s": compile_s, "flops_per_image": flops,
+          "peak_rss_mib": peak_rss_mib()}
+
+
+def worker_jax(arch: str, batch: int, steps: int, conv_impl: str) -> dict:
+  """images/s, compile time, FLOPs per image and peak RSS of the vae_jax train step."""
+  import jax
+
+  from vae_jax import host_memory, parallel
+
+  retained = host_memory.retain_freed_memory()  # As train_and_evaluate does.
+  bench, compiled, state, images_per_s, compile_s, flops = time_step(arch, batch, steps, conv_impl)
+  dataset, mesh = bench.dataset, bench.mesh
 
   # The real loop: procedural dSprites through tf.data, metrics never fetched per step.
   from vae_jax.data import pipeline
@@ -106,7 +133,7 @@ def worker_jax(arch: str, batch: int, steps: int, conv_impl: str) -> dict:
     state, metrics = compiled(state, parallel.global_batch(local, mesh))
   jax.block_until_ready(metrics)
   loop_dt = time.perf_counter() - t
-  return {"images_per_s": steps * batch / dt, "compile_s": compile_s, "flops_per_image": flops / batch,
+  return {"images_per_s": images_per_s, "compile_s": compile_s, "flops_per_image": flops,
           "loop_images_per_s": loop_steps * batch / loop_dt, "input_wait_share": wait / loop_dt,
           "peak_rss_mib": peak_rss_mib(), "retain_freed_memory": retained}
 
@@ -142,6 +169,9 @@ def main() -> None:
   parser.add_argument("--torch-reference", type=pathlib.Path, default=TORCH_REFERENCE)
   parser.add_argument("--torch-retain-memory", action="store_true",
                       help="also time PyTorch with the malloc settings vae_jax makes (RETAIN_MEMORY_ENV)")
+  parser.add_argument("--objectives", default="all",
+                      help="objectives whose steps the second table times, comma-separated ('all', or '' for none)")
+  parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison (the first table)")
   parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
   a = parser.parse_args()
 
@@ -149,17 +179,76 @@ def main() -> None:
     kind = a.worker[0]
     if kind == "matmul":
       result = worker_matmul()
+    elif kind == "objective":
+      result = worker_objective(a.worker[1], int(a.worker[2]), int(a.worker[3]), a.worker[4], a.worker[5])
     else:
       result = worker_jax(a.worker[1], int(a.worker[2]), int(a.worker[3]), a.worker[4])
     print(json.dumps(result))
     return
 
   import jax
+
+  configs = [(arch, int(b)) for arch in a.archs.split(",") for b in a.batches.split(",")]
+  if a.no_torch:
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}; "
+          f"jax {jax.__version__}; load average {os.getloadavg()[0]:.1f}")
+  else:
+    compare_with_torch(a, configs)
+  if a.objectives:
+    from vae_jax import objectives
+
+    names = objectives.available() if a.objectives == "all" else a.objectives.split(",")
+    compare_objectives(a, configs, names)
+  print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
+
+
+# Each objective's step against the step it extends, with the target ratio.
+REFERENCES = {"factorvae": ("betatcvae", 1.5), "dipvae_i": ("betavae", 1.1), "dipvae_ii": ("betavae", 1.1),
+              "annealedvae": ("betavae", 1.1)}
+
+
+def compare_objectives(a, configs, names) -> None:
+  """Prints every objective's step time; each round times all of them back to back."""
+  needed = list(dict.fromkeys([*names, *(REFERENCES[n][0] for n in names if n in REFERENCES)]))
+  best: dict = {}
+  seconds: dict = {}  # (arch, batch, objective) -> seconds per image, per round
+  for r in range(a.rounds):
+    for arch, batch in configs:
+      for name in needed:
+        result = run_worker(["objective", arch, str(batch), str(a.steps), a.conv_impl, name])
+        key = (arch, batch, name)
+        seconds.setdefault(key, []).append(1 / result["images_per_s"])
+        if key not in best or result["images_per_s"] > best[key]["images_per_s"]:
+          best[key] = result
+      print(f"  round {r + 1}: {arch:6s} batch {batch:3d}: " + ", ".join(
+          f"{n} {1 / seconds[(arch, batch, n)][-1]:.0f}" for n in needed) + " img/s", flush=True)
+  print(f"\nEvery objective's train step (best of {a.rounds} rounds, {a.steps} timed steps each); "
+        "× reference: the step's time over the reference's, per round (median)\n")
+  print("| arch | batch | objective | img/s | GFLOP/img | compile s | reference | × reference per round (median) "
+        "| target |")
+  print("|---|---|---|---|---|---|---|---|---|")
+  for arch, batch in configs:
+    for name in needed:
+      b = best[(arch, batch, name)]
+      ref, target = REFERENCES.get(name, ("", None))
+      if ref:
+        ratios = [t / u for t, u in zip(seconds[(arch, batch, name)], seconds[(arch, batch, ref)])]
+        median = statistics.median(ratios)
+        cells = (f"{ref} | " + " / ".join(f"{v:.2f}" for v in ratios) + f" ({median:.2f}) | "
+                 f"≤ {target} {'✓' if median <= target else '✗'}")
+      else:
+        cells = "| |"
+      print(f"| {arch} | {batch} | {name} | {b['images_per_s']:.0f} | {b['flops_per_image'] / 1e9:.3f} | "
+            f"{b['compile_s']:.1f} | {cells} |")
+
+
+def compare_with_torch(a, configs) -> None:
+  """The first table: the β-TCVAE step against the PyTorch baseline, alternating rounds."""
+  import jax
   import torch  # noqa: F401  (fail early if the bench extra is missing)
 
   print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}; "
         f"jax {jax.__version__}, torch {torch.__version__}; load average {os.getloadavg()[0]:.1f}")
-  configs = [(arch, int(b)) for arch in a.archs.split(",") for b in a.batches.split(",")]
   best_jax: dict = {}
   best_torch: dict = {}
   best_torch_retained: dict = {}
@@ -211,7 +300,6 @@ def main() -> None:
       j, t = best_jax[(arch, batch)], best_torch_retained[(arch, batch)]
       print(f"| {arch} | {batch} | {j['images_per_s']:.0f} | {t['images_per_s']:.0f} | "
             f"{j['images_per_s'] / t['images_per_s']:.2f} |")
-  print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
