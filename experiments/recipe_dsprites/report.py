@@ -46,9 +46,20 @@ def bootstrap_median_difference(a: np.ndarray, b: np.ndarray, *, reps: int = 10_
   return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
 
 
+def training_minutes_per_model(record: dict) -> float:
+  """Training minutes per model (members train one after another), NaN when the record
+  does not hold the training time of every step (a run resumed before training seconds
+  were recorded across resumptions)."""
+  total = record.get("train_seconds_total")
+  covered = record.get("resumed_from_step", 0) == 0 or record.get("eval_history")
+  if total is None or not covered:
+    return float("nan")
+  return total / 60 / len(record["members"])
+
+
 def table(records: dict[str, dict]) -> str:
   """The markdown table, one row per arm."""
-  lines = ["| arm | seeds | steps × batch | images per model | wall per model (min) | full-grid MIG median | "
+  lines = ["| arm | seeds | steps × batch | images per model | training min per model | full-grid MIG median | "
            f"IQR [Q1, Q3] | share ≥ {THRESHOLD} | median − `{BASELINE}`, 95% bootstrap |",
            "|---|---:|---|---:|---:|---:|---|---:|---|"]
   base = final_migs(records[BASELINE]) if BASELINE in records else None
@@ -56,13 +67,13 @@ def table(records: dict[str, dict]) -> str:
     v = final_migs(r)
     q1, med, q3 = np.percentile(v, [25, 50, 75])
     cfg = r["config"]
-    minutes = r["wall_seconds"] / 60 / len(v)
+    minutes = training_minutes_per_model(r)
     diff = "–"
     if base is not None and arm != BASELINE:
       lo, hi = bootstrap_median_difference(v, base)
       diff = f"{med - np.median(base):+.3f} [{lo:+.3f}, {hi:+.3f}]"
     lines.append(f"| `{arm}` | {len(v)} | {cfg['num_train_steps']:,} × {cfg['batch_size']} | "
-                 f"{r['images_per_member']:,} | {minutes:.1f} | {med:.3f} | {q3 - q1:.3f} [{q1:.3f}, {q3:.3f}] | "
+                 f"{r['images_per_member']:,} | {'–' if np.isnan(minutes) else f'{minutes:.1f}'} | {med:.3f} | {q3 - q1:.3f} [{q1:.3f}, {q3:.3f}] | "
                  f"{np.mean(v >= THRESHOLD):.0%} | {diff} |")
   return "\n".join(lines) + "\n"
 
@@ -74,24 +85,23 @@ def draw(records: dict[str, dict], path: str) -> str:
   by_images, by_time = fig.subplots(1, 2)
   for arm, r in records.items():
     history = r.get("eval_history", [])
-    if not history:
-      continue
     members = len(r["members"])
     x_img = np.asarray([h["images"] for h in history] + [r["images_per_member"]], np.float64)
-    total = r.get("train_seconds_total", r.get("train_seconds", np.nan))
-    x_min = np.asarray([h["seconds"] for h in history] + [total], np.float64) / 60 / members
+    x_min = np.asarray([h["seconds"] / 60 / members for h in history] + [training_minutes_per_model(r)])
     migs = np.asarray([h["mig"] for h in history] + [list(final_migs(r))])  # Last point: the full grid.
     med = np.median(migs, 1)
     for ax, x in ((by_images, x_img / 1e6), (by_time, x_min)):
       line, = ax.plot(x, med, marker="o", label=arm)
       ax.fill_between(x, migs.min(1), migs.max(1), color=line.get_color(), alpha=0.12)
   by_images.set_xlabel("images seen per model (millions)")
-  by_time.set_xlabel("training minutes per model on the 2-core CPU (members trained one after another)")
+  by_time.set_xlabel("training minutes per model, 2-core CPU (members one after another)")
   for ax in (by_images, by_time):
-    ax.set_ylabel("Chen MIG (sub-grid during training; full grid at the end)")
+    ax.set_ylabel("Chen MIG (sub-grid in training; full grid at end)")
+    ax.set_xlim(left=0)
     ax.axhline(THRESHOLD, color="0.5", lw=0.8, ls="--")
     ax.grid(alpha=0.3)
-  by_images.legend(fontsize=8)
+  if records:
+    by_images.legend(fontsize=8)
   fig.suptitle("β-TCVAE recipes on procedurally generated dSprites: median over 5 seeds, band = range", fontsize=10)
   fig.savefig(path, dpi=100, facecolor="white")
   return path
