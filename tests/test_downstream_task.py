@@ -61,11 +61,26 @@ def test_perfect_codes_are_predicted_from_many_points_and_random_codes_at_chance
 
 
 def test_sampling_is_a_function_of_the_key():
-  settings = dict(FAST, downstream_predictors=("gbt",), downstream_train_sizes=(10, 50))
-  a = downstream_task.compute(context(random_codes(), key=1, **settings))
-  b = downstream_task.compute(context(random_codes(), key=1, **settings))
-  c = downstream_task.compute(context(random_codes(), key=2, **settings))
+  settings = dict(FAST, downstream_predictors=("gbt",), downstream_train_sizes=(10, 20))
+  codes = random_codes(SMALL["sizes"], k=3)
+  a = downstream_task.compute(context(codes, key=1, **SMALL, **settings))
+  b = downstream_task.compute(context(codes, key=1, **SMALL, **settings))
+  c = downstream_task.compute(context(codes, key=2, **SMALL, **settings))
   assert a == b and a != c
-  assert downstream_task.compute(context(random_codes(), **settings))["gbt"]["sample_efficiency"] is None
+  assert a["gbt"]["sample_efficiency"] is None  # 200 is not among the sizes.
   with pytest.raises(ValueError, match="downstream_predictors"):
-    downstream_task.compute(context(random_codes(), **dict(settings, downstream_predictors=("svm",))))
+    downstream_task.compute(context(codes, **SMALL, **dict(settings, downstream_predictors=("svm",))))
+
+
+def test_parallel_gbt_fits_equal_a_serial_loop():
+  from vae_jax.metrics import dci
+
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(80, 3))
+  y = np.stack([(x[:, 0] > 0).astype(int), np.digitize(x[:, 1], [-0.5, 0.5]), (x[:, 2] > 1).astype(int)], 1)
+  parallel = dci.gbt_per_factor(x[:60], y[:60], x[60:], y[60:], seed=4, n_jobs=3)
+  serial = dci.gbt_per_factor(x[:60], y[:60], x[60:], y[60:], seed=4, n_jobs=1)
+  for a, b in zip(parallel, serial):
+    np.testing.assert_array_equal(a, b)
+  trees = GradientBoostingClassifier(random_state=4).fit(x[:60], y[:60, 1])
+  np.testing.assert_array_equal(parallel[0][:, 1], trees.feature_importances_)
