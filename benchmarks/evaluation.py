@@ -134,12 +134,13 @@ def _rss_mib():
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def metric_suite(sizes, points: int, num_members: int = 5) -> None:
+def metric_suite(sizes, points: int, num_members: int = 5, only: tuple[str, ...] = ()) -> None:
   """Times every registered metric (but the likelihood, which needs a decoder) on the synthetic
   posteriors of the grid, next to benchmarks/suite_reference.py's straightforward version of the
   same protocol, and prints a table. `points`: the supervised protocols' training points
   (disentanglement_lib's 10,000; test sets half; downstream sizes up to it). UDR compares
-  `num_members` members (the posterior with its codes permuted, sign-flipped and noised)."""
+  `num_members` members (the posterior with its codes permuted, sign-flipped and noised);
+  `only`: these metrics (default all)."""
   import suite_reference as ref
 
   from vae_jax import configlib, evaluate, metrics
@@ -157,7 +158,7 @@ def metric_suite(sizes, points: int, num_members: int = 5) -> None:
   for m in range(1, num_members):
     perm, sign = rng.permutation(10), rng.choice([-1.0, 1.0], 10)
     members.append(((mean[:, perm] * sign + 0.05 * rng.normal(size=mean.shape)).astype(np.float32), log_var[:, perm]))
-  names = tuple(x for x in metrics.available() if x != "likelihood")
+  names = tuple(x for x in metrics.available() if x != "likelihood" and (not only or x in only))
   points_of = evaluate.draw_points(names, settings, n, 0)
   factors = index_to_factors(np.arange(n), sizes)
   dataset = type("Grid", (), dict(name="synthetic dSprites grid", factor_names=DSPRITES_NAMES, factor_sizes=sizes,
@@ -233,6 +234,7 @@ def main():
                       "straightforward sklearn/NumPy version (benchmarks/suite_reference.py)")
   parser.add_argument("--points", type=int, default=10_000, help="--suite: training points of the supervised "
                       "protocols (disentanglement_lib: 10,000)")
+  parser.add_argument("--metrics", default="", help="--suite: comma-separated metric names (default: all)")
   args = parser.parse_args()
 
   sizes = (3, 6, 40, 8, 8) if args.quick else DSPRITES_SIZES
@@ -246,7 +248,7 @@ def main():
   print(f"synthetic posteriors{regime}: {time.perf_counter() - t:.1f} s, rss {_rss_mib():.0f} MiB")
   key = jax.random.PRNGKey(0)
   if args.suite:
-    metric_suite(sizes, args.points)
+    metric_suite(sizes, args.points, only=tuple(m for m in args.metrics.split(",") if m))
     return
 
   # Warm-up on a small grid: compile the jitted pieces and touch the code paths once.
