@@ -135,3 +135,12 @@ def test_the_evaluation_run_scores_each_member_against_the_others():
   assert metrics.get("udr").scalars(results[2]["udr"]) == {"udr": scores[2]}
   with pytest.raises(ValueError, match="ensemble"):
     metrics.get("udr").compute(ctxs[0])
+
+
+def test_evaluate_representation_refuses_an_ensemble_metric_before_encoding():
+  encoded = []
+  dataset = types.SimpleNamespace(name="grid", factor_names=("a",), factor_sizes=(3,),
+                                  images=lambda idx: encoded.append(idx) or np.zeros((len(idx), 1, 1, 1)))
+  with pytest.raises(ValueError, match="several models"):
+    evaluate.evaluate_representation(lambda x: x[:, 0, 0, :], dataset, metrics=("udr",))
+  assert not encoded
