@@ -52,7 +52,7 @@ def test_perfect_codes_are_predicted_from_many_points_and_random_codes_at_chance
     sizes = perfect[predictor]["sizes"]
     ratio = sizes["10"]["mean_test_accuracy"] / sizes["120"]["mean_test_accuracy"]
     assert perfect[predictor]["sample_efficiency"] == pytest.approx(ratio)
-    assert sizes["10"]["mean_test_accuracy"] < sizes["120"]["mean_test_accuracy"]
+    assert sizes["10"]["mean_test_accuracy"] <= sizes["120"]["mean_test_accuracy"]
   assert perfect["factors"] == ["a", "b"] and perfect["train_sizes"] == [10, 120]
   assert perfect["num_test"] == 150 and perfect["value"] == perfect["logistic_regression"]["sizes"]["120"]["mean_test_accuracy"]
   json.dumps(perfect)
