@@ -2,6 +2,8 @@
 
     python benchmarks/evaluation.py            # full size: N = 737,280, K = 10, S = 10,000 (~1-2 min)
     python benchmarks/evaluation.py --quick    # a 1/16 sub-grid, seconds
+    python benchmarks/evaluation.py --suite [--points 10000]   # every registered metric vs. a
+                                               # straightforward sklearn/NumPy version, a table of ratios
 
 Prints figures; it is not a test. The posteriors are synthetic (no model is trained
 here): dSprites' factor grid (shape 3, scale 6, orientation 40, posX 32, posY 32), some
@@ -21,8 +23,11 @@ import argparse
 import pathlib
 import os
 import resource
+import sys
 import time
 import tracemalloc
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # This checkout's vae_jax, not an installed one.
 
 import jax
 import numpy as np
@@ -129,6 +134,94 @@ def _rss_mib():
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def metric_suite(sizes, points: int, num_members: int = 5, only: tuple[str, ...] = ()) -> None:
+  """Times every registered metric (but the likelihood, which needs a decoder) on the synthetic
+  posteriors of the grid, next to benchmarks/suite_reference.py's straightforward version of the
+  same protocol, and prints a table. `points`: the supervised protocols' training points
+  (disentanglement_lib's 10,000; test sets half; downstream sizes up to it). UDR compares
+  `num_members` members (the posterior with its codes permuted, sign-flipped and noised);
+  `only`: these metrics (default all)."""
+  import suite_reference as ref
+
+  from vae_jax import configlib, evaluate, metrics
+  from vae_jax.evaluation.elbo_decomposition import elbo_decomposition_terms
+
+  n = int(np.prod(sizes))
+  mean, log_var = synthetic_posteriors(sizes)
+  settings = configlib.base_config().eval
+  settings.unlock()
+  train_sizes = tuple(s for s in (10, 100, 1000, 10_000) if s <= points)
+  settings.update(dict(score_train_points=points, score_test_points=points // 2, downstream_train_sizes=train_sizes,
+                       downstream_test_points=points // 2, downstream_efficiency_sizes=(100, max(train_sizes))))
+  rng = np.random.default_rng(0)
+  members = [(mean, log_var)]
+  for m in range(1, num_members):
+    perm, sign = rng.permutation(10), rng.choice([-1.0, 1.0], 10)
+    members.append(((mean[:, perm] * sign + 0.05 * rng.normal(size=mean.shape)).astype(np.float32), log_var[:, perm]))
+  names = tuple(x for x in metrics.available() if x != "likelihood" and (not only or x in only))
+  points_of = evaluate.draw_points(names, settings, n, 0)
+  factors = index_to_factors(np.arange(n), sizes)
+  dataset = type("Grid", (), dict(name="synthetic dSprites grid", factor_names=DSPRITES_NAMES, factor_sizes=sizes,
+                                  nuisance_factors=(), mig_excluded_factors=(0,)))()
+  ctxs = [metrics.MetricContext(posterior=metrics.Posterior(mu, lv, tuple(sizes), np.arange(n), factors),
+                                dataset=dataset, settings=settings, key=jax.random.PRNGKey(m), points=points_of,
+                                counted_factors=CHEN_FACTORS) for m, (mu, lv) in enumerate(members)]
+  codes = np.asarray(mean, np.float64)
+  s_elbo, s_mig = settings.elbo_samples, settings.mig_samples
+
+  def brute_mig():  # Chen's MIG by chunked logsumexp on 64 points, extrapolated linearly to S.
+    t = time.perf_counter()
+    evaluation.mig_brute_force(mean, log_var, sizes, num_samples=64, factors=CHEN_FACTORS)
+    return (time.perf_counter() - t) * s_mig / 64
+
+  def brute_elbo():
+    t = time.perf_counter()
+    elbo_decomposition_terms(mean, log_var, num_samples=256, marginals="exact")
+    return (time.perf_counter() - t) * s_elbo / 256
+
+  def timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+  references = {
+      "active_units": lambda: timed(lambda: ref.active_units(mean)),
+      "beta_vae_score": lambda: timed(lambda: ref.beta_vae(codes, sizes, rng, points, points // 2)),
+      "dci": lambda: timed(lambda: ref.dci_gbt(codes, sizes, rng, points, points // 2)),
+      "dcimig": lambda: timed(lambda: ref.dcimig(codes, sizes, rng, settings.histogram_points)),
+      "downstream_task": lambda: timed(lambda: ref.downstream(codes, sizes, rng, train_sizes, points // 2)),
+      "elbo_decomposition": brute_elbo,
+      "factor_vae_score": lambda: timed(lambda: ref.factor_vae(codes, sizes, rng, points, points // 2)),
+      "mig": brute_mig,
+      "mig_histogram": lambda: timed(lambda: ref.mig_histogram(codes, sizes, rng, settings.histogram_points)),
+      "modularity_explicitness": lambda: timed(lambda: ref.modularity_explicitness(codes, sizes, rng, points,
+                                                                                   points // 2)),
+      "sap": lambda: timed(lambda: ref.sap(codes, sizes, rng, points, points // 2)),
+      "udr": lambda: timed(lambda: ref.udr(members, rng, settings.udr_points)),
+      "unsupervised": lambda: timed(lambda: ref.unsupervised(codes, sizes, rng, points)),
+  }
+  print(f"\nmetric suite on N = {n:,} codes × 10 (synthetic posteriors), supervised protocols with {points:,} "
+        f"training / {points // 2:,} test points, downstream sizes {train_sizes}, UDR over {num_members} members")
+  print(f"{'metric':<26}{'ours s':>10}{'straightforward s':>20}{'ratio':>8}   headline")
+  total = 0.0
+  for name in names:
+    module = metrics.get(name)
+    t = time.perf_counter()
+    if getattr(module, "ENSEMBLE", False):
+      result = module.compute_ensemble(ctxs)[0]
+    else:
+      result = module.compute(ctxs[0])
+    ours = time.perf_counter() - t
+    total += ours
+    theirs = references[name]() if name in references else float("nan")
+    extrapolated = "*" if name in ("mig", "elbo_decomposition") else " "
+    headline = ", ".join(f"{k} {v:.3f}" for k, v in list(module.scalars(result).items())[:3])
+    print(f"{name:<26}{ours:>10.1f}{theirs:>19.1f}{extrapolated}{theirs / ours:>8.1f}   {headline}", flush=True)
+  print(f"{'total (one model)':<26}{total:>10.1f}")
+  print("* extrapolated linearly from 64 (MIG) or 256 (ELBO decomposition) points of the same brute-force "
+        f"computation; ratio = straightforward / ours. load average {os.getloadavg()[0]:.1f}")
+
+
 def main():
   """Runs every measurement and prints it."""
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -137,6 +230,11 @@ def main():
   parser.add_argument("--elbo-samples", type=int, default=10_000)
   parser.add_argument("--quick", action="store_true", help="a 1/16 sub-grid (posX, posY 8 values)")
   parser.add_argument("--collapsed", action="store_true", help="active latents with σ 1e-4-1e-3")
+  parser.add_argument("--suite", action="store_true", help="time every registered metric against a "
+                      "straightforward sklearn/NumPy version (benchmarks/suite_reference.py)")
+  parser.add_argument("--points", type=int, default=10_000, help="--suite: training points of the supervised "
+                      "protocols (disentanglement_lib: 10,000)")
+  parser.add_argument("--metrics", default="", help="--suite: comma-separated metric names (default: all)")
   args = parser.parse_args()
 
   sizes = (3, 6, 40, 8, 8) if args.quick else DSPRITES_SIZES
@@ -149,6 +247,9 @@ def main():
   regime = " (collapsed σ)" if args.collapsed else ""
   print(f"synthetic posteriors{regime}: {time.perf_counter() - t:.1f} s, rss {_rss_mib():.0f} MiB")
   key = jax.random.PRNGKey(0)
+  if args.suite:
+    metric_suite(sizes, args.points, only=tuple(m for m in args.metrics.split(",") if m))
+    return
 
   # Warm-up on a small grid: compile the jitted pieces and touch the code paths once.
   small = (3, 2, 4, 2, 3)

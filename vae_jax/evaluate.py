@@ -125,17 +125,31 @@ def evaluate_ensemble(
   likelihood_fn = make_likelihood_fn(encoder, lambda p, z: model.apply({"params": p}, z, method="decode"),
                                      objective.likelihood, ec.importance_samples)
   member_keys = jax.random.split(jax.random.PRNGKey(seed), means.shape[0])
-  results = []
+  ctxs = []
   for m in range(means.shape[0]):
     member_params = jax.tree.map(lambda a: a[m], params)
-    ctx = metrics_lib.MetricContext(
+    ctxs.append(metrics_lib.MetricContext(
         posterior=metrics_lib.Posterior(means[m], log_vars[m], sizes, indices, factors),
         dataset=dataset, settings=ec, key=member_keys[m], points=points, counted_factors=counted,
-        likelihood_fn=lambda x, key, p=member_params: likelihood_fn(p, jnp.asarray(x), key))
-    results.append(rundir.MemberResults(
-        member=m, seed=-1, hparams={}, images=int(len(indices)), subgrid_sizes=list(sizes),
-        metrics={name: metrics_lib.get(name).compute(ctx) for name in names}))
-  return results
+        likelihood_fn=lambda x, key, p=member_params: likelihood_fn(p, jnp.asarray(x), key)))
+  per_member = compute_metrics(names, ctxs)
+  return [rundir.MemberResults(member=m, seed=-1, hparams={}, images=int(len(indices)), subgrid_sizes=list(sizes),
+                               metrics=per_member[m]) for m in range(len(ctxs))]
+
+
+def compute_metrics(names: Sequence[str], ctxs: Sequence[metrics_lib.MetricContext]) -> list[dict[str, dict]]:
+  """[{metric name: result}] per member: each metric's compute(ctx) per member, and an ensemble
+  metric's (ENSEMBLE = True, e.g. UDR) compute_ensemble(ctxs) once over all members, in `names` order."""
+  out = [{} for _ in ctxs]
+  for name in names:
+    module = metrics_lib.get(name)
+    if getattr(module, "ENSEMBLE", False):
+      for member, result in zip(out, module.compute_ensemble(ctxs)):
+        member[name] = result
+    else:
+      for member, ctx in zip(out, ctxs):
+        member[name] = module.compute(ctx)
+  return out
 
 
 def member_scalars(result: rundir.MemberResults) -> dict[str, float]:
@@ -185,6 +199,12 @@ def evaluate_representation(fn: Callable, dataset: FactorDataset, *, metrics: Se
   if not getattr(dataset, "factor_sizes", None):
     raise ValueError(f"{getattr(dataset, 'name', dataset)!r} has no ground-truth factors; the disentanglement "
                      "metrics need a factor grid (a FactorDataset with factor_sizes).")
+  for name in metrics or ():
+    if name == "likelihood":
+      raise ValueError("The likelihood metric needs a model's decoder; evaluate_representation scores codes only.")
+    if getattr(metrics_lib.get(name), "ENSEMBLE", False):
+      raise ValueError(f"{name!r} compares several models; evaluate_representation scores one representation "
+                       "(use vae_jax.evaluation.udr.udr(codes, kls) on several models' codes).")
   settings = settings or configlib.base_config().eval
   key = jax.random.PRNGKey(0) if key is None else key
   sizes = tuple(dataset.factor_sizes)
@@ -209,8 +229,6 @@ def evaluate_representation(fn: Callable, dataset: FactorDataset, *, metrics: Se
   log_var = None if log_vars[0] is None else np.concatenate(log_vars)
   names = tuple(metrics) if metrics is not None else (
       REPRESENTATION_METRICS if log_var is None else ("mig", "mig_histogram", "elbo_decomposition", "active_units"))
-  if "likelihood" in names:
-    raise ValueError("The likelihood metric needs a model's decoder; evaluate_representation scores codes only.")
   ctx = metrics_lib.MetricContext(
       posterior=metrics_lib.Posterior(mean, log_var, sizes, indices, index_to_factors(indices, dataset.factor_sizes)),
       dataset=dataset, settings=settings, key=key, points=draw_points(names, settings, len(indices), 0),

@@ -185,9 +185,12 @@ def active_units(mean, threshold=0.01) -> dict:
     dict with "variance" [K] (variance of the posterior means over the data), "active"
     [K] bool, "num_active" (int), "threshold".
   """
-  mean = np.asarray(mean, dtype=np.float64)
+  mean = np.asarray(mean)
   if mean.ndim != 2:
     raise ValueError(f"mean must be [N, K]; got {mean.shape}.")
-  variance = mean.var(axis=0)
+  # Two-pass variance accumulated in float64 over row chunks (no float64 copy of the whole array).
+  centre = mean.sum(axis=0, dtype=np.float64) / mean.shape[0]
+  variance = sum(np.square(mean[s:s + 65_536] - centre).sum(axis=0) for s in range(0, mean.shape[0], 65_536))
+  variance = np.asarray(variance, np.float64) / mean.shape[0]
   active = variance > threshold
   return {"variance": variance, "active": active, "num_active": int(active.sum()), "threshold": float(threshold)}
