@@ -3,8 +3,8 @@
 `train_step(state, batch, rng)` updates one model: `compute_gradients`, then
 `apply_gradients`. `ensemble_step_fn` runs it over the train state's leading ensemble
 axis (one member per seed, each with its own β if asked) and `jit_ensemble_step`
-jit-compiles that with the parameters replicated and the batch split over the mesh's
-'data' axis. `train_and_evaluate(config, workdir)` owns everything
+jit-compiles that on a ('members', 'data') mesh: members split over 'members', each
+member's batch over 'data'. `train_and_evaluate(config, workdir)` owns everything
 stateful: the input stream, checkpoints, metric writers and the final evaluation.
 """
 
@@ -138,12 +138,19 @@ def donates_state(state: Any) -> bool:
 
 
 def jit_ensemble_step(spec: StepSpec, mesh: jax.sharding.Mesh, state: TrainState):
-  """The jitted ensemble step for states like `state`: state replicated, batch [S, B, ...]
-  split over the mesh, the state donated where `donates_state(state)` says."""
+  """The jitted ensemble step for states like `state` on `mesh`.
+
+  The state [S, ...] is split over the mesh's 'members' axis (replicated when it has
+  one device), the batch [S, B, ...] over 'members' and 'data'; each 'members' shard
+  trains its own members (`parallel.shard_members`). The state is donated where
+  `donates_state(state)` says.
+  """
+  members, batch = parallel.state_sharding(mesh), parallel.batch_sharding(mesh)
+  step = parallel.shard_members(ensemble_step_fn(spec), mesh)
   return jax.jit(
-      ensemble_step_fn(spec),
-      in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
-      out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
+      step,
+      in_shardings=(members, batch),
+      out_shardings=(members, members),
       donate_argnums=(0,) if donates_state(state) else (),
   )
 
