@@ -97,15 +97,16 @@ def default_member_devices(num_members: int, num_devices: int, backend: str) -> 
   return math.gcd(num_members, num_devices)
 
 
-def create_mesh(num_devices: int | None = None, member_devices: int = 1, *, num_members: int | None = None) -> Mesh:
+def create_mesh(num_devices: int | None = None, member_devices: int = 1, *, num_members: int | None = None,
+                devices: Sequence[jax.Device] | None = None) -> Mesh:
   """A ('members', 'data') mesh of member_devices × (devices / member_devices).
 
-  Over all devices, or the first `num_devices`. Devices go in jax.devices() order
+  Over `devices` (default: all), or the first `num_devices`. Devices go in jax.devices() order
   (process by process), 'members' outermost, so a member's 'data' group stays within
   one host when it can. member_devices=0 picks `default_member_devices`. With
   `num_members`, raises ValueError unless member_devices divides it.
   """
-  devices = jax.devices()
+  devices = list(jax.devices() if devices is None else devices)
   if num_devices is not None:
     devices = devices[:num_devices]
   n = len(devices)
@@ -118,6 +119,11 @@ def create_mesh(num_devices: int | None = None, member_devices: int = 1, *, num_
     raise ValueError(f"parallel.member_devices={member_devices} does not divide ensemble.num_members={num_members}; "
                      "use a divisor of both (or 0 to choose automatically).")
   return Mesh(np.asarray(devices).reshape(member_devices, n // member_devices), (MEMBER_AXIS, DATA_AXIS))
+
+
+def mesh_for(config) -> Mesh:
+  """The mesh of a run: config.parallel.member_devices × the rest, for config.ensemble.num_members."""
+  return create_mesh(member_devices=config.parallel.member_devices, num_members=config.ensemble.num_members)
 
 
 def member_devices(mesh: Mesh) -> int:
@@ -145,18 +151,19 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(MEMBER_AXIS, DATA_AXIS))
 
 
-def shard_members(fn: Callable, mesh: Mesh) -> Callable:
+def shard_members(fn: Callable, mesh: Mesh, in_specs: Any = P(MEMBER_AXIS)) -> Callable:
   """`fn` run on each 'members' shard's own members ([S / member_devices, ...] per shard).
 
   A shard_map over 'members' only: inside, 'data' stays automatic (the compiler splits
   the batch and all-reduces the gradients), and `fn` sees its shard's members as an
   ordinary (smaller) ensemble, so `vmap_members` unrolls them on CPU as for one
-  device. Every argument and output of `fn` carries the leading ensemble axis. Members
+  device. Every output of `fn` carries the leading ensemble axis, and every argument
+  unless `in_specs` says otherwise (P() for one shared by all members). Members
   never communicate. With one member device, `fn` itself.
   """
   if member_devices(mesh) == 1:
     return fn
-  return jax.shard_map(fn, mesh=mesh, in_specs=P(MEMBER_AXIS), out_specs=P(MEMBER_AXIS), axis_names={MEMBER_AXIS},
+  return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=P(MEMBER_AXIS), axis_names={MEMBER_AXIS},
                        check_vma=False)
 
 
@@ -210,3 +217,18 @@ def fetch(tree: Any) -> Any:
     return np.asarray(jax.device_get(x))
 
   return jax.tree.map(one, tree)
+
+
+def process_local(tree: Any, mesh: Mesh) -> tuple[Any, Mesh]:
+  """(tree, mesh) that this process can compute with alone.
+
+  Arrays that span processes are gathered (`fetch`, a collective) and the mesh becomes
+  this process's own devices, split as `mesh` is where they allow it; otherwise both
+  are returned unchanged. For work every process repeats, such as the evaluation.
+  """
+  if not any(isinstance(x, jax.Array) and not x.is_fully_addressable for x in jax.tree.leaves(tree)):
+    return tree, mesh
+  local = jax.local_devices()
+  num_members = jax.tree.leaves(tree)[0].shape[0]
+  split = math.gcd(member_devices(mesh), len(local), num_members)
+  return fetch(tree), create_mesh(member_devices=split, devices=local)
