@@ -16,6 +16,7 @@ array to every host.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Callable, Sequence
 
 import jax
@@ -32,14 +33,16 @@ DATA_AXIS = "data"
 def initialize(multi_host: bool) -> None:
   """Starts the multi-process runtime when asked (a no-op for one process, which logs nothing).
 
-  jax.distributed.initialize() reads the coordinator, process count and process id
-  from the environment (TPU pods, SLURM, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES
-  / JAX_PROCESS_ID).
+  The coordinator, process count and process id come from the cluster (TPU pods,
+  SLURM, ...: jax.distributed's detection) or from JAX_COORDINATOR_ADDRESS
+  ("host:port" of process 0), JAX_NUM_PROCESSES and JAX_PROCESS_ID, e.g. several
+  processes on one machine.
   """
   if not multi_host:
     return
   if not jax.distributed.is_initialized():
-    jax.distributed.initialize()
+    env = {k: int(os.environ[k]) for k in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID") if os.environ.get(k)}
+    jax.distributed.initialize(num_processes=env.get("JAX_NUM_PROCESSES"), process_id=env.get("JAX_PROCESS_ID"))
   logging.info(
       "JAX process %d/%d, %d local / %d global devices (%s).",
       jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
