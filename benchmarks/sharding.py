@@ -1,6 +1,7 @@
 """What an ensemble member costs, and what sharding members over devices buys.
 
     python benchmarks/sharding.py [--part all|memory|throughput] [--steps 5] [--throughput-batch 64]
+        [--archs mlp,conv64] [--json FILE]
 
 memory (one process, one CPU device): for the MLP and conv64 β-TCVAE at batch 64 and
 256, the compiled train step of 1 and of 2 members (vmapped, as on accelerators):
@@ -9,8 +10,11 @@ memory (one process, one CPU device): for the MLP and conv64 β-TCVAE at batch 6
     per member = the 2-member program's total − the 1-member program's;
   * the train state's bytes per member (parameters and Adam moments, float32);
   * the step's FLOPs per member (compile().cost_analysis()["flops"] of one member);
-  * the host RSS added by building and running the 1- and 2-member steps.
-throughput (a subprocess with 8 forced CPU devices): a 16-member MLP ensemble on the
+  * the host RSS after building and running the 1- and 2-member steps (VmRSS of this
+    process, which also holds the runtime, the compiled programs and freed memory
+    that malloc keeps: context, not a per-member figure).
+throughput (a subprocess with 8 forced CPU devices): a 16-member MLP ensemble (width
+--throughput-mlp-width) on the
 meshes 1×8 (state replicated, batch split: plain data parallelism) and 8×1 (members
 split over devices), steps/s and the compiled memory per device.
 
@@ -51,7 +55,7 @@ def _rss() -> int:
     return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
 
 
-def _build(architecture: str, batch: int, members: int):
+def _build(architecture: str, batch: int, members: int, mlp_width: int = 1200):
   from vae_jax import configlib, rundir, train
   from vae_jax.data import get_dataset
 
@@ -59,6 +63,7 @@ def _build(architecture: str, batch: int, members: int):
   config.model.architecture = architecture
   config.batch_size = batch
   config.ensemble.num_members = members
+  config.model.mlp_width = mlp_width
   dataset = get_dataset(config.data)
   model, objective, optimizers, state = rundir.build(config, dataset, len(dataset))
   return config, dataset, train.StepSpec(objective, model.apply, optimizers), state
@@ -86,9 +91,9 @@ def measure_member(architecture: str, batch: int, steps: int) -> dict:
   from vae_jax.data import pipeline
 
   parallel.MAX_UNROLLED_MEMBERS = 0  # Members vmapped, as on accelerators.
+  train.donates_state = lambda state: True  # The state updated in place, as on accelerators.
   out = {}
   for members in (1, 2):
-    rss0 = _rss()
     config, dataset, spec, state = _build(architecture, batch, members)
     mesh = parallel.create_mesh(num_devices=1)
     state = jax.device_put(state, parallel.state_sharding(mesh))
@@ -101,27 +106,26 @@ def measure_member(architecture: str, batch: int, steps: int) -> dict:
     jax.block_until_ready(state)
     state_bytes = sum(x.nbytes for x in jax.tree.leaves(state))
     out[members] = dict(memory=_memory(compiled), flops=_flops(compiled), state_bytes=state_bytes,
-                        rss_added=_rss() - rss0)
+                        rss=_rss())
     del state, metrics, step, compiled, batch_array
   one, two = out[1], out[2]
   return dict(
       architecture=architecture, batch=batch, compiled_one=one["memory"], compiled_two=two["memory"],
       per_member_bytes=two["memory"]["total"] - one["memory"]["total"], state_bytes_per_member=one["state_bytes"],
-      flops_per_member_step=one["flops"], flops_two_members=two["flops"], rss_added_one=one["rss_added"],
-      rss_added_two=two["rss_added"])
+      flops_per_member_step=one["flops"], flops_two_members=two["flops"], rss_one=one["rss"], rss_two=two["rss"])
 
 
-def measure_throughput(steps: int, batch: int) -> list[dict]:
+def measure_throughput(steps: int, batch: int, mlp_width: int) -> list[dict]:
   """(in a process with 8 CPU devices) 16 MLP members: steps/s and compiled bytes per device, per mesh."""
   import jax
 
   from vae_jax import parallel, train
   from vae_jax.data import pipeline
 
-  config, dataset, spec, initial = _build("mlp", batch, 16)
+  config, dataset, spec, initial = _build("mlp", batch, 16, mlp_width)
   local = pipeline.ensemble_batch(dataset, list(range(16)), 0, batch)
   rows = []
-  for member_devices in (1, 8):
+  for member_devices in (8, 1):
     mesh = parallel.create_mesh(member_devices=member_devices)
     state = jax.device_put(initial, parallel.state_sharding(mesh))
     batch_array = parallel.global_batch(local, mesh)
@@ -158,10 +162,14 @@ def main() -> None:
   parser.add_argument("--part", default="all", choices=("all", "memory", "throughput", "throughput-child"))
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--throughput-batch", type=int, default=64)
+  parser.add_argument("--throughput-mlp-width", type=int, default=400,
+                      help="MLP width of the throughput part (1200, the default model's, replicated 8 times needs "
+                           "over 16 GiB of host memory)")
+  parser.add_argument("--archs", default="mlp,conv64", help="architectures of the memory part")
   parser.add_argument("--json", default="", help="also write everything measured to this file")
   args = parser.parse_args()
   if args.part == "throughput-child":
-    print(json.dumps(measure_throughput(args.steps, args.throughput_batch)))
+    print(json.dumps(measure_throughput(args.steps, args.throughput_batch, args.throughput_mlp_width)))
     return
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
   result = {}
@@ -170,16 +178,18 @@ def main() -> None:
 
     print(f"Machine: {os.cpu_count()} CPU cores, JAX {jax.__version__}, backend {jax.default_backend()}; "
           f"compiled XLA:CPU programs, one device (measured).")
-    members = [measure_member(a, b, args.steps) for a in ("mlp", "conv64") for b in (64, 256)]
-    result["members"] = members
     print(f"{'model':<14}{'state/member':>14}{'compiled/member':>17}{'1-member total':>16}{'GFLOP/member-step':>19}"
-          f"{'RSS +1 / +2 members':>22}")
-    for m in members:
+          f"{'RSS after 1 / 2 members':>25}")
+    members = []
+    for a, b in [(a, b) for a in args.archs.split(",") for b in (64, 256)]:
+      m = measure_member(a, b, args.steps)
+      members.append(m)
       print(f"{m['architecture'] + ' b' + str(m['batch']):<14}{m['state_bytes_per_member'] / MiB:>10.1f} MiB"
             f"{m['per_member_bytes'] / MiB:>13.1f} MiB{m['compiled_one']['total'] / MiB:>12.1f} MiB"
             f"{m['flops_per_member_step'] / 1e9:>19.2f}"
-            f"{m['rss_added_one'] / MiB:>11.0f} / {m['rss_added_two'] / MiB:.0f} MiB")
-    d = derived(members)
+            f"{m['rss_one'] / MiB:>14.0f} / {m['rss_two'] / MiB:.0f} MiB", flush=True)
+    result["members"] = members
+    d = derived(members) if {m["architecture"] for m in members} >= {"conv64"} else {"members_per_chip": {}, "studies": {}}
     result["derived"] = d
     print(f"\nDerived (not measured): members per chip = {USABLE_MEMORY:.0%} of its memory / compiled bytes per member")
     for chip, fits in d["members_per_chip"].items():
@@ -192,12 +202,15 @@ def main() -> None:
   if args.part in ("all", "throughput"):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run([sys.executable, __file__, "--part=throughput-child", f"--steps={args.steps}",
-                           f"--throughput-batch={args.throughput_batch}"], env=env, capture_output=True, text=True)
+                           f"--throughput-batch={args.throughput_batch}",
+                           f"--throughput-mlp-width={args.throughput_mlp_width}"], env=env, capture_output=True, text=True)
     if proc.returncode:
-      sys.exit(proc.stderr[-3000:])
+      sys.exit(f"The throughput subprocess failed (exit status {proc.returncode}; -9: killed, e.g. out of memory):\n"
+               + proc.stderr[-3000:])
     rows = json.loads(proc.stdout.strip().splitlines()[-1])
     result["throughput"] = rows
-    print(f"\n16 MLP members, batch {args.throughput_batch} per member, 8 forced CPU devices (measured):")
+    print(f"\n16 MLP members (width {args.throughput_mlp_width}), batch {args.throughput_batch} per member, "
+          "8 forced CPU devices (measured):")
     for r in rows:
       c = r["compiled_per_device"]
       print(f"  mesh {r['mesh']}: {r['steps_per_s']:.2f} steps/s; state per device {r['state_bytes_per_device'] / MiB:.0f}"
