@@ -90,10 +90,11 @@ def default_member_devices(num_members: int, num_devices: int, backend: str) -> 
   """How many devices the 'members' axis gets when the config leaves it to us (0).
 
   On accelerators gcd(num_members, num_devices): members never need to talk to each
-  other, so each device group trains whole members and no state is copied. On CPU
-  1 (the state replicated, the batch split): forced CPU devices share one memory and
-  the same cores, and one device running its members unrolled is as fast
-  (benchmarks/sharding.py, docs/scaling.md).
+  other, so each device group trains whole members, no state is copied and no
+  gradient is all-reduced. On CPU 1 (the state replicated, the batch split): a CPU
+  process normally has one device, and several forced CPU devices share its cores and
+  memory; set parallel.member_devices there to shard (16 MLP members on 8 forced
+  devices: 10× the steps/s of the replicated layout, docs/scaling.md).
   """
   if backend == "cpu" or num_devices == 1:
     return 1
