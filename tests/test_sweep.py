@@ -131,3 +131,59 @@ def test_a_sweep_runs_where_tensorflow_is_not_installed(tmp_path):
   with open(tmp_path / "runs" / "betatcvae" / "metrics.jsonl") as f:
     steps = [json.loads(line).get("step") for line in f]
   assert 4 in steps  # The last training step's metrics were written.
+
+
+# Sweeps over machines: --shard=I/N, VAE_JAX_SWEEP_SHARD, SLURM arrays.
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7, 12])
+def test_shards_partition_the_ordered_runs(count):
+  names = [f"run{i:02d}" for i in range(10)]
+  shards = [sweep.shard_runs(names, i, count) for i in range(count)]
+  assert sorted(n for s in shards for n in s) == names  # Every run in exactly one shard.
+  assert max(map(len, shards)) - min(map(len, shards)) <= 1
+  assert shards == [sweep.shard_runs(list(names), i, count) for i in range(count)]  # Deterministic.
+
+
+@pytest.mark.parametrize("spec", ["3/2", "2/2", "a/b", "0/0", "1", "-1/3", "1/2/3", ""])
+def test_bad_shard_specs_are_one_clear_error(spec):
+  with pytest.raises(sweep.SweepError, match=r"is not I/N with 0 <= I < N") as e:
+    sweep.parse_shard(spec)
+  assert "\n" not in str(e.value)
+
+
+def test_shard_from_the_environment():
+  assert sweep.shard_from_environment({}) is None
+  assert sweep.shard_from_environment({"VAE_JAX_SWEEP_SHARD": "1/3"}) == (1, 3)
+  slurm = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "3"}
+  assert sweep.shard_from_environment(slurm) == (2, 4)
+  assert sweep.shard_from_environment({**slurm, "VAE_JAX_SWEEP_SHARD": "0/2"}) == (0, 2)  # The explicit one wins.
+  with pytest.raises(sweep.SweepError, match="'9/4' is not I/N"):
+    sweep.shard_from_environment({"SLURM_ARRAY_TASK_ID": "9", "SLURM_ARRAY_TASK_COUNT": "4"})
+
+
+def test_shards_together_write_exactly_the_unsharded_sweep(tmp_path, monkeypatch):
+  from vae_jax import train
+
+  base = sweep.load_sweep(FIGURE5, "test")["vae"]
+  runs = {f"r{i}": base for i in range(5)}
+  monkeypatch.setattr(train, "train_and_evaluate", lambda c, w: {"members": [], "workdir": os.path.basename(w)})
+  unsharded = sweep.run_sweep(runs, str(tmp_path / "w"), str(tmp_path / "all"))
+  sharded = [p for i in range(3) for p in sweep.run_sweep(runs, str(tmp_path / "w"), str(tmp_path / f"s{i}"),
+                                                          shard=(i, 3))]
+  names = lambda paths: sorted(os.path.relpath(p, os.path.dirname(os.path.dirname(p))) for p in paths)
+  assert names(sharded) == names(unsharded) == [f"r{i}/results.json" for i in range(5)]
+  for path in sharded:
+    with open(path) as f:
+      record = json.load(f)
+    assert record["workdir"] == record["run"]
+
+
+def test_sweep_cli_rejects_a_bad_shard_in_one_line(tmp_path):
+  proc = subprocess.run([sys.executable, "-m", "vae_jax.sweep", f"--sweep={FIGURE5}", "--protocol=test",
+                         f"--workdir={tmp_path}", "--shard=3/2"], cwd=REPO, capture_output=True, text=True, timeout=120,
+                        env={**os.environ, "XLA_FLAGS": ""})
+  assert proc.returncode != 0
+  errors = [line for line in proc.stderr.splitlines() if "3/2" in line]
+  assert errors and "is not I/N" in errors[0], proc.stderr[-2000:]
+  assert not (tmp_path / "vae").exists()

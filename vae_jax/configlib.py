@@ -107,7 +107,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_every_steps = 100
   c.checkpoint_every_steps = 500
   c.max_checkpoints_to_keep = 3
-  c.multi_host = False  # Call jax.distributed.initialize() (multi-host TPU pods).
+  c.multi_host = False  # Call jax.distributed.initialize() (multi-host TPU pods, several processes).
+  # The device mesh ('members', 'data'): parallel.member_devices devices split the
+  # ensemble members (each member's state lives on its group only), the rest split each
+  # member's batch. 0 chooses: gcd(num_members, devices) on accelerators, 1 on CPU.
+  c.parallel = ml_collections.ConfigDict()
+  c.parallel.member_devices = 0
   c.lock()  # Config files and the command line may change keys, not invent them.
   return c
 
@@ -214,6 +219,10 @@ def validate_config(config: ml_collections.ConfigDict, dataset: FactorDataset | 
   unknown = [m for m in config.eval.metrics if m not in metrics.available()]
   check(not unknown, f"eval.metrics names {unknown}; use names from {metrics.available()}.")
   check(config.eval.every_steps >= 0, f"eval.every_steps={config.eval.every_steps}; 0 disables it.")
+  check(isinstance(config.parallel.member_devices, int) and config.parallel.member_devices >= 0
+        and (config.parallel.member_devices == 0 or config.ensemble.num_members % config.parallel.member_devices == 0),
+        f"parallel.member_devices={config.parallel.member_devices}; use 0 (automatic) or a divisor of "
+        f"ensemble.num_members={config.ensemble.num_members} (and of the device count).")
   for key in ("log_every_steps", "checkpoint_every_steps", "max_checkpoints_to_keep"):
     check(config[key] >= 1, f"{key}={config[key]}; must be at least 1.")
   if dataset is None and config.data.name in PROCEDURAL_DATASETS:
@@ -246,11 +255,13 @@ def validate_dataset(config: ml_collections.ConfigDict, dataset: FactorDataset) 
 # Keys that may differ between a workdir's config.json and the config that resumes it
 # (or evaluates, visualises or exports it): how long to train; what to evaluate and
 # draw; how often to log and checkpoint and how many checkpoints to keep; how and from
-# where the input is read (the batches are the same); how processes start. Every other
+# where the input is read (the batches are the same); how processes start and how the
+# devices are split (the same updates up to float32 rounding). Every other
 # key (seed, data.name, data.holdout, model.*, loss.*, optimizer.*, batch_size,
 # ensemble.*) defines what the checkpoints hold, and a change is refused.
 RESUMABLE_KEYS = ("num_train_steps", "eval", "log_every_steps", "checkpoint_every_steps", "max_checkpoints_to_keep",
-                  "data.prefetch", "data.workers", "data.pipeline", "data.data_dir", "data.cache", "multi_host")
+                  "data.prefetch", "data.workers", "data.pipeline", "data.data_dir", "data.cache", "multi_host",
+                  "parallel")
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

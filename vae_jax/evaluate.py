@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vae_jax import losses, metrics as metrics_lib, rundir, writers
+from vae_jax import losses, metrics as metrics_lib, parallel, rundir, writers
 from vae_jax.data.grid import FactorDataset, default_mig_factors, index_to_factors
 from vae_jax.evaluation import encode as encode_lib
 
@@ -115,6 +115,7 @@ def evaluate_ensemble(
     raise ValueError(f"{dataset.name} has no ground-truth factors, so MIG and the grid evaluation do not apply; "
                      "set --config.eval.final=none and --config.eval.every_steps=0.")
   names = tuple(ec.metrics)
+  params, mesh = parallel.process_local(params, mesh)  # Members on other hosts: gathered, evaluated here too.
   indices, sizes = evaluated_indices(dataset.factor_sizes, full, ec.subset_images)
   encoder = functools.partial(objective.encode, model.apply)
   means, log_vars = encode_lib.encode_dataset(encoder, params, dataset, mesh, indices=indices,

@@ -268,7 +268,7 @@ class Run:
   @property
   def step(self) -> int:
     """The restored checkpoint's step."""
-    return int(jax.device_get(self.state.step)[0])
+    return int(parallel.fetch(self.state.step)[0])
 
 
 def build(config: ml_collections.ConfigDict, dataset: FactorDataset, train_size: int):
@@ -300,8 +300,8 @@ def restore_run(config: ml_collections.ConfigDict, workdir: str, *, with_holdout
   train_data = holdout_lib.apply_holdout(full, config.data.holdout)
   dataset = train_data if with_holdout else full
   model, objective, _, target = build(config, full, len(train_data))
-  mesh = parallel.create_mesh()
-  target = jax.device_put(target, parallel.replicated(mesh))
+  mesh = parallel.mesh_for(config)
+  target = jax.device_put(target, parallel.state_sharding(mesh))
   ckpt = checkpoints.Checkpointer(ckpt_dir)
   try:
     state = ckpt.restore_latest(target)

@@ -1,7 +1,7 @@
 """Sweeps: several training programs run one after another, each an ensemble over seeds and β.
 
     python -m vae_jax.sweep --sweep=experiments/figure5_dsprites/sweep.py --protocol=cpu \
-        --workdir=runs/figure5_cpu [--results=DIR] [--only=NAME,...]
+        --workdir=runs/figure5_cpu [--results=DIR] [--only=NAME,...] [--shard=I/N]
 
 A sweep file defines `PROTOCOLS` (names) and `get_sweep(protocol)`, which returns an
 ordered {run name: config}; each config is a normal experiment config, usually an
@@ -14,7 +14,14 @@ When a run has been evaluated, its record goes to RESULTS/<name>/results.json
 skips it. A record is metrics.json plus what a reader of a results table needs: the
 run's full config, images seen per member, wall time and the machine.
 
-`python -m vae_jax.report RESULTS` then draws the MIG figure and table.
+With --shard=I/N (or, without the flag, VAE_JAX_SWEEP_SHARD=I/N, or a SLURM array's
+SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT) a process runs only shard I of N: the
+runs at positions I, I + N, I + 2N, ... of the protocol's ordered run names
+(`shard_runs`), so N machines together run every run exactly once and their
+results.json files together are the unsharded sweep's.
+
+`python -m vae_jax.report RESULTS [RESULTS ...]` then draws the MIG figure and table
+(from one results folder, or from each machine's).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from absl import app, flags, logging
 from vae_jax import configlib
 
 RESULTS_NAME = "results.json"
+SHARD_ENV = "VAE_JAX_SWEEP_SHARD"
 
 
 class SweepError(ValueError):
@@ -60,6 +68,46 @@ def load_sweep(path: str, protocol: str) -> dict[str, ml_collections.ConfigDict]
     except ValueError as e:
       raise SweepError(f"{path}, protocol {protocol!r}, run {name!r}: {e}") from e
   return runs
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+  """(index I, count N) of a shard spec "I/N" with 0 <= I < N; SweepError otherwise."""
+  index, sep, count = str(spec).strip().partition("/")
+  try:
+    i, n = int(index), int(count)
+  except ValueError:
+    i = n = -1
+  if not sep or n < 1 or not 0 <= i < n:
+    raise SweepError(f"Shard {spec!r} is not I/N with 0 <= I < N (e.g. --shard=0/4 ... --shard=3/4 for four "
+                     "machines).")
+  return i, n
+
+
+def shard_from_environment(environ=None) -> tuple[int, int] | None:
+  """The shard from VAE_JAX_SWEEP_SHARD ("I/N"), else from a SLURM array job, else None.
+
+  SLURM: I = SLURM_ARRAY_TASK_ID − SLURM_ARRAY_TASK_MIN (0 if unset), N = SLURM_ARRAY_TASK_COUNT
+  (submit with --array=0-<N−1>).
+  """
+  env = os.environ if environ is None else environ
+  if env.get(SHARD_ENV):
+    return parse_shard(env[SHARD_ENV])
+  if env.get("SLURM_ARRAY_TASK_ID") and env.get("SLURM_ARRAY_TASK_COUNT"):
+    try:
+      index = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+    except ValueError:
+      index = -1
+    return parse_shard(f"{index}/{env['SLURM_ARRAY_TASK_COUNT']}")
+  return None
+
+
+def shard_runs(names: Sequence[str], index: int, count: int) -> list[str]:
+  """Shard `index` of `count` of the ordered run names: names[index::count].
+
+  Every name is in exactly one shard; the shards differ in size by at most one run.
+  """
+  index, count = parse_shard(f"{index}/{count}")
+  return list(names)[index::count]
 
 
 def default_results_dir(sweep_path: str, protocol: str) -> str:
@@ -101,16 +149,20 @@ def results_record(name: str, config: ml_collections.ConfigDict, payload: dict[s
 
 
 def run_sweep(runs: dict[str, ml_collections.ConfigDict], workdir: str, results_dir: str,
-              only: Sequence[str] = ()) -> list[str]:
-  """Trains and evaluates every run without a results.json yet; returns all the runs' results paths."""
+              only: Sequence[str] = (), shard: tuple[int, int] = (0, 1)) -> list[str]:
+  """Trains and evaluates every run (of `shard` (I, N), and of `only` if given) without a
+  results.json yet; returns the results paths of all the runs it covers."""
   from vae_jax import rundir, train  # Loaded here so that reading a sweep stays cheap.
 
   unknown = sorted(set(only) - set(runs))
   if unknown:
     raise SweepError(f"--only names unknown runs {unknown}; the protocol has {sorted(runs)}.")
+  mine = set(shard_runs(list(runs), *shard))
+  if shard[1] > 1:
+    logging.info("Shard %d/%d: runs %s.", shard[0], shard[1], [n for n in runs if n in mine])
   paths = []
   for name, config in runs.items():
-    if only and name not in only:
+    if (only and name not in only) or name not in mine:
       continue
     path = os.path.join(results_dir, name, RESULTS_NAME)
     paths.append(path)
@@ -132,6 +184,8 @@ flags.DEFINE_string("protocol", None, "Which of the sweep file's PROTOCOLS to ru
 flags.DEFINE_string("workdir", None, "Parent of the runs' workdirs (checkpoints, TensorBoard, figures).")
 flags.DEFINE_string("results", "", "Where results.json files go (default: <sweep folder>/results/<protocol>).")
 flags.DEFINE_list("only", [], "Run only these runs of the protocol.")
+flags.DEFINE_string("shard", "", "I/N: run only shard I of N of the runs (default: $VAE_JAX_SWEEP_SHARD, else a SLURM "
+                    "array's SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, else all runs).")
 flags.DEFINE_bool("verbose", False, "On an error, print the full traceback too (not just what is wrong and what to do).")
 
 
@@ -142,6 +196,7 @@ def main(argv: Sequence[str]) -> None:
     if not getattr(FLAGS, name):
       raise app.UsageError(f"--{name} is required.")
   try:
+    shard = parse_shard(FLAGS.shard) if FLAGS.shard else (shard_from_environment() or (0, 1))
     runs = load_sweep(FLAGS.sweep, FLAGS.protocol)
   except SweepError as e:
     raise app.UsageError(str(e)) from e
@@ -149,7 +204,7 @@ def main(argv: Sequence[str]) -> None:
   from vae_jax import cli  # Loaded here, as run_sweep loads training.
 
   try:
-    paths = run_sweep(runs, FLAGS.workdir, results_dir, FLAGS.only)
+    paths = run_sweep(runs, FLAGS.workdir, results_dir, FLAGS.only, shard)
   except cli.USER_ERRORS as e:  # A run's workdir in use or trained with another config, a NaN loss, ...
     cli.fail(e, verbose=FLAGS.verbose)
   logging.info("Sweep done: %d run(s) in %s. Report: python -m vae_jax.report %s", len(paths), results_dir, results_dir)

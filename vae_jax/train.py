@@ -3,8 +3,8 @@
 `train_step(state, batch, rng)` updates one model: `compute_gradients`, then
 `apply_gradients`. `ensemble_step_fn` runs it over the train state's leading ensemble
 axis (one member per seed, each with its own β if asked) and `jit_ensemble_step`
-jit-compiles that with the parameters replicated and the batch split over the mesh's
-'data' axis. `train_and_evaluate(config, workdir)` owns everything
+jit-compiles that on a ('members', 'data') mesh: members split over 'members', each
+member's batch over 'data'. `train_and_evaluate(config, workdir)` owns everything
 stateful: the input stream, checkpoints, metric writers and the final evaluation.
 """
 
@@ -138,12 +138,19 @@ def donates_state(state: Any) -> bool:
 
 
 def jit_ensemble_step(spec: StepSpec, mesh: jax.sharding.Mesh, state: TrainState):
-  """The jitted ensemble step for states like `state`: state replicated, batch [S, B, ...]
-  split over the mesh, the state donated where `donates_state(state)` says."""
+  """The jitted ensemble step for states like `state` on `mesh`.
+
+  The state [S, ...] is split over the mesh's 'members' axis (replicated when it has
+  one device), the batch [S, B, ...] over 'members' and 'data'; each 'members' shard
+  trains its own members (`parallel.shard_members`). The state is donated where
+  `donates_state(state)` says.
+  """
+  members, batch = parallel.state_sharding(mesh), parallel.batch_sharding(mesh)
+  step = parallel.shard_members(ensemble_step_fn(spec), mesh)
   return jax.jit(
-      ensemble_step_fn(spec),
-      in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
-      out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
+      step,
+      in_shardings=(members, batch),
+      out_shardings=(members, members),
       donate_argnums=(0,) if donates_state(state) else (),
   )
 
@@ -162,7 +169,7 @@ def member_scalars(metrics: Mapping[str, np.ndarray]) -> dict[str, float]:
 
 def _check_finite(state: TrainState, ckpt: checkpoints.Checkpointer) -> None:
   """Raises NonFiniteLossError if any member's loss has been NaN or Inf (reads state.nonfinite_step)."""
-  bad = np.asarray(jax.device_get(state.nonfinite_step))
+  bad = parallel.fetch(state.nonfinite_step)
   if (bad >= 0).any():
     members = [int(m) for m in np.flatnonzero(bad >= 0)]
     step = int(bad[bad >= 0].min())
@@ -218,24 +225,27 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   try:
     _check_resume_step(ckpt.latest_step(), num_steps, ckpt_dir)  # Before the restore's cost (and log lines).
     model, objective, optimizers, state = rundir.build(config, dataset, len(train_data))
-    mesh = parallel.create_mesh()
-    state = jax.device_put(state, parallel.replicated(mesh))
+    mesh = parallel.mesh_for(config)
+    state = jax.device_put(state, parallel.state_sharding(mesh))
     restored = ckpt.restore_latest(state)
     if restored is not None:
       state = restored
-    start_step = int(jax.device_get(state.step)[0])
+    start_step = int(parallel.fetch(state.step)[0])
     _check_resume_step(start_step, num_steps, ckpt_dir)
     if is_chief:
       rundir.write_config(workdir, config)  # Only now: a refused or unreadable run leaves config.json as it was.
-    logging.info("Training %d member(s) from step %d to %d on %d %s device(s).", config.ensemble.num_members,
-                 start_step, num_steps, jax.device_count(), jax.devices()[0].platform)
+    logging.info("Training %d member(s) from step %d to %d on %d %s device(s) (mesh: %s).",
+                 config.ensemble.num_members, start_step, num_steps, jax.device_count(), jax.devices()[0].platform,
+                 dict(mesh.shape))
 
     step_fn = jit_ensemble_step(StepSpec(objective, model.apply, optimizers), mesh, state)
-    seeds = [config.seed + m for m in range(config.ensemble.num_members)]
+    num_members = config.ensemble.num_members
+    local_members, local_positions = parallel.local_block(mesh, num_members, config.batch_size)
+    seeds = [config.seed + m for m in range(num_members)][local_members]  # This process feeds only its block.
     stream = data_pipeline.train_stream(
         train_data, seeds, config.batch_size, start_step, num_steps,
         pipeline=config.data.pipeline, prefetch=config.data.prefetch, workers=config.data.workers,
-        process_index=jax.process_index(), process_count=jax.process_count(),
+        local=local_positions,
     )
 
     def evaluate_now(full: bool) -> list[rundir.MemberResults]:
@@ -254,7 +264,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     seconds_before = rundir.train_seconds_at(workdir, start_step)  # Training time of earlier invocations.
 
     def write_pending() -> None:
-      values = jax.device_get(pending[1])
+      values = parallel.fetch(pending[1])
       writer.write_scalars(pending[0], member_scalars(values))
       if not np.isfinite(np.asarray(values.get("loss", 0.0))).all():
         _check_finite(state, ckpt)  # Stops at the first logged NaN, not at the next checkpoint.
@@ -262,7 +272,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     with writers.ensure_flushes(writer):
       for step in range(start_step + 1, num_steps + 1):
         t0 = time.perf_counter()
-        batch = parallel.global_batch(next(stream), mesh)
+        batch = parallel.global_batch(next(stream), mesh, num_members, config.batch_size)
         wait_time += time.perf_counter() - t0
         state, metrics = step_fn(state, batch)
         if pending is not None:
@@ -302,13 +312,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   if config.eval.figures and num_steps > 0:
     from vae_jax import figures  # matplotlib is only needed here.
 
+    figure_params, _ = parallel.process_local(state.params["vae"], mesh)
     for m in range(config.ensemble.num_members):
-      figures.write_figures(model, objective, state.params["vae"], train_data, workdir, member=m, step=num_steps,
+      figures.write_figures(model, objective, figure_params, train_data, workdir, member=m, step=num_steps,
                             mi=evaluations[m].metrics.get("mig") if evaluations else None, writer=writer,
                             subset_images=config.eval.subset_images, seed=config.seed)
   writer.flush()
   results = rundir.run_results(config, dataset, num_steps, evaluations)
-  results.train = {k: np.asarray(v).tolist() for k, v in jax.device_get(last_metrics or {}).items()}
+  results.train = {k: np.asarray(v).tolist() for k, v in parallel.fetch(last_metrics or {}).items()}
   results.train_seconds = elapsed  # Of this invocation, which started at step resumed_from_step.
   results.resumed_from_step = start_step
   results.eval_history = rundir.read_history(workdir, num_steps)

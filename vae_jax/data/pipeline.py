@@ -117,19 +117,22 @@ def train_stream(
     workers: int = 2,
     process_index: int = 0,
     process_count: int = 1,
+    local: slice | None = None,
 ) -> Iterator[np.ndarray]:
   """Batches [S, b, H, W, C] for steps start_step, ..., num_steps − 1 of the streams `seeds`.
 
   Args:
     dataset: the images.
-    seeds: one stream seed per ensemble member.
-    batch_size: the global batch size B; this process renders b = B / process_count.
+    seeds: one stream seed per ensemble member this process feeds.
+    batch_size: the global batch size B; this process renders b = B / process_count,
+      the positions `local` of each batch when given (parallel.local_block).
     start_step: the first step (the restored checkpoint's step on resumption).
     num_steps: one past the last step.
     pipeline: "tf" (tf.data with parallel rendering and prefetch) or "numpy" (a
       background thread; needs no TensorFlow).
   """
-  local = process_slice(batch_size, process_index, process_count)
+  if local is None:
+    local = process_slice(batch_size, process_index, process_count)
   seeds = tuple(seeds)
 
   def make_batch(step: int) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Images are rendered on a background thread while the device encodes the previous
 batch; each batch is split over the mesh's 'data' axis, and every ensemble member
-encodes the same images (the parameters carry a leading ensemble axis).
+encodes the same images (the parameters carry a leading ensemble axis) on the devices
+that hold it.
 """
 
 from __future__ import annotations
@@ -29,16 +30,19 @@ def make_encode_fn(encoder: Callable, mesh) -> Callable:
   """jit((params [S, ...], x [B, H, W, C]) -> (mean, log_var) [S, B, K]) over the mesh.
 
   encoder(params, x) -> (mean, log_var) [B, K] encodes with one member's parameters
-  (e.g. `Objective.encode` bound to the model, or `model_encoder(model)`).
+  (e.g. `Objective.encode` bound to the model, or `model_encoder(model)`). Each member
+  encodes on the devices of the mesh's 'members' axis that hold it
+  (`parallel.state_sharding`), the images split over 'data'.
   """
 
   def encode(params, x):
     return parallel.vmap_members(lambda p: encoder(p, x))(params)
 
+  member_spec = parallel.state_sharding(mesh).spec
   return jax.jit(
-      encode,
-      in_shardings=(parallel.replicated(mesh), NamedSharding(mesh, P(parallel.DATA_AXIS))),
-      out_shardings=NamedSharding(mesh, P(None, parallel.DATA_AXIS)),
+      parallel.shard_members(encode, mesh, in_specs=(member_spec, P())),
+      in_shardings=(parallel.state_sharding(mesh), NamedSharding(mesh, P(parallel.DATA_AXIS))),
+      out_shardings=parallel.batch_sharding(mesh),
   )
 
 
@@ -58,13 +62,18 @@ def encode_dataset(
     encoder: (params, x) -> (mean, log_var) of one member (see `make_encode_fn`);
       params: the parameters with a leading ensemble axis S.
     dataset: the grid; indices: flat indices [n] (default: the whole grid, in order).
-    mesh: the device mesh; batch_size is rounded up to a multiple of its size.
+    mesh: the device mesh (parallel.create_mesh); batch_size is rounded up to a
+      multiple of its 'data' axis. Parameters spanning several processes are gathered
+      and every process encodes with its own devices.
     progress: show a progress bar.
   """
   if indices is None:
     indices = np.arange(len(dataset))
   indices = np.asarray(indices)
-  devices = mesh.devices.size
+  params, mesh = parallel.process_local(params, mesh)
+  if parallel.member_devices(mesh) > 1:
+    params = jax.device_put(params, parallel.state_sharding(mesh))
+  devices = parallel.data_devices(mesh)
   batch_size = int(math.ceil(batch_size / devices) * devices)
   num_batches = int(math.ceil(len(indices) / batch_size))
   encode = make_encode_fn(encoder, mesh)
