@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import time
 
 import jax
 import ml_collections
@@ -57,3 +58,17 @@ def bench_model(arch: str, batch: int, conv_impl: str = "fast", objective: str =
   config.loss.objective = objective
   config.batch_size = batch
   return BenchModel(config, ProceduralDSprites(), parallel.create_mesh())
+
+
+def seconds_per_step(step_fn, state, batch, steps: int, warmup: int = 3):
+  """(mean wall seconds of one call, final state, last metrics) of `steps` calls
+  state, metrics = step_fn(state, batch) after `warmup` untimed ones (compilation, caches)."""
+  metrics = None
+  for _ in range(warmup):
+    state, metrics = step_fn(state, batch)
+  jax.block_until_ready((state, metrics))
+  t = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = step_fn(state, batch)
+  jax.block_until_ready((state, metrics))
+  return (time.perf_counter() - t) / steps, state, metrics

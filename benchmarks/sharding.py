@@ -30,7 +30,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -119,6 +118,7 @@ def measure_throughput(steps: int, batch: int, mlp_width: int) -> list[dict]:
   """(in a process with 8 CPU devices) 16 MLP members: steps/s and compiled bytes per device, per mesh."""
   import jax
 
+  from bench_model import seconds_per_step
   from vae_jax import parallel, train
   from vae_jax.data import pipeline
 
@@ -131,13 +131,7 @@ def measure_throughput(steps: int, batch: int, mlp_width: int) -> list[dict]:
     batch_array = parallel.global_batch(local, mesh)
     step = train.jit_ensemble_step(spec, mesh, state)
     compiled = step.lower(state, batch_array).compile()
-    state, _ = step(state, batch_array)
-    jax.block_until_ready(state)
-    t = time.perf_counter()
-    for _ in range(steps):
-      state, metrics = step(state, batch_array)
-    jax.block_until_ready(state)
-    seconds = (time.perf_counter() - t) / steps
+    seconds, state, _ = seconds_per_step(step, state, batch_array, steps, warmup=1)
     shard_bytes = sum(x.addressable_shards[0].data.nbytes for x in jax.tree.leaves(state))
     rows.append(dict(mesh=dict(mesh.shape), steps_per_s=1 / seconds, state_bytes_per_device=shard_bytes,
                      compiled_per_device=_memory(compiled)))

@@ -70,7 +70,7 @@ def time_step(arch: str, batch: int, steps: int, conv_impl: str, objective: str 
   import jax
   import numpy as np
 
-  from bench_model import bench_model
+  from bench_model import bench_model, seconds_per_step
   from vae_jax import parallel
 
   bench = bench_model(arch, batch, conv_impl, objective)
@@ -85,15 +85,8 @@ def time_step(arch: str, batch: int, steps: int, conv_impl: str, objective: str 
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
   flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
-  for _ in range(3):
-    state, metrics = compiled(state, x)
-  jax.block_until_ready(metrics)
-  t = time.perf_counter()
-  for _ in range(steps):
-    state, metrics = compiled(state, x)
-  jax.block_until_ready(metrics)
-  dt = time.perf_counter() - t
-  return bench, compiled, state, steps * batch / dt, compile_s, flops / batch
+  seconds, state, _ = seconds_per_step(compiled, state, x, steps)
+  return bench, compiled, state, batch / seconds, compile_s, flops / batch
 
 
 def worker_objective(arch: str, batch: int, steps: int, conv_impl: str, objective: str) -> dict:

@@ -366,3 +366,16 @@ def test_the_suite_scores_a_representation_through_evaluate_representation():
   assert np.argmax(r[:, factors.index("posX")]) == 0 and np.argmax(r[:, factors.index("posY")]) == 1
   assert result.metrics["sap"]["best_latent"][factors.index("posX")] == 0
   assert result.metrics["beta_vae_score"]["value"] > 0.5  # chance 1/5
+
+
+def test_fit_in_threads_returns_results_in_the_order_of_its_items():
+  import time
+
+  from vae_jax.metrics.base import fit_in_threads
+
+  def slow_square(i):  # The first items finish last.
+    time.sleep(0.02 * (6 - i))
+    return i * i
+
+  assert fit_in_threads(slow_square, range(6), n_jobs=3) == [i * i for i in range(6)]
+  assert fit_in_threads(slow_square, [], n_jobs=None) == []

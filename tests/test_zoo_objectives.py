@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 
 from vae_jax import checkpoints, configlib, losses, models, objectives, rundir, train
 from vae_jax import state as state_lib
@@ -192,21 +191,6 @@ def factorvae_config(num_members=1):
   return config
 
 
-@pytest.fixture
-def compilation_cache_dir(tmp_path):
-  """XLA's persistent compilation cache in a temporary directory, for one test: runs of the same
-  program (single members differing only in seed and γ, a resumed run) then compile it once."""
-  before = {name: getattr(jax.config, name) for name in ("jax_compilation_cache_dir",
-                                                         "jax_persistent_cache_min_compile_time_secs")}
-  jax.config.update("jax_compilation_cache_dir", str(tmp_path / "xla_cache"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  compilation_cache.reset_cache()
-  yield
-  for name, value in before.items():
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
-
-
 def restore(workdir, target):
   """The latest checkpoint of workdir, restored into `target` (a state of the run's structure), as NumPy."""
   ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"))
@@ -268,7 +252,7 @@ def test_each_factorvae_loss_moves_only_its_own_network():
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_factorvae_ensemble_equals_separate_runs_and_resumes_exactly(tmp_path, compilation_cache_dir):
+def test_factorvae_ensemble_equals_separate_runs_and_resumes_exactly(tmp_path):
   """A 2-member ensemble with per-member γ equals two single runs (float32 rounding); run for
   3 steps and resumed to 6 it equals the straight 6-step run exactly, every leaf of the state
   (the discriminator's Adam state included)."""

@@ -201,9 +201,11 @@ def evaluate_representation(fn: Callable, dataset: FactorDataset, *, metrics: Se
     raise ValueError(f"{getattr(dataset, 'name', dataset)!r} has no ground-truth factors; the disentanglement "
                      "metrics need a factor grid (a FactorDataset with factor_sizes).")
   for name in metrics or ():
-    if name == "likelihood":
-      raise ValueError("The likelihood metric needs a model's decoder; evaluate_representation scores codes only.")
-    if getattr(metrics_lib.get(name), "ENSEMBLE", False):
+    module = metrics_lib.get(name)
+    if getattr(module, "NEEDS_MODEL", False):
+      raise ValueError(f"{name!r} needs a model's decoder; evaluate_representation scores codes only "
+                       "(use --mode=evaluate on a vae_jax workdir).")
+    if getattr(module, "ENSEMBLE", False):
       raise ValueError(f"{name!r} compares several models; evaluate_representation scores one representation "
                        "(use vae_jax.evaluation.udr.udr(codes, kls) on several models' codes).")
   settings = settings or configlib.base_config().eval

@@ -188,9 +188,6 @@ def active_units(mean, threshold=0.01) -> dict:
   mean = np.asarray(mean)
   if mean.ndim != 2:
     raise ValueError(f"mean must be [N, K]; got {mean.shape}.")
-  # Two-pass variance accumulated in float64 over row chunks (no float64 copy of the whole array).
-  centre = mean.sum(axis=0, dtype=np.float64) / mean.shape[0]
-  variance = sum(np.square(mean[s:s + 65_536] - centre).sum(axis=0) for s in range(0, mean.shape[0], 65_536))
-  variance = np.asarray(variance, np.float64) / mean.shape[0]
+  variance = np.var(mean, axis=0, dtype=np.float64)  # Two-pass, in float64 (a float64 copy of mean: N·K·8 bytes).
   active = variance > threshold
   return {"variance": variance, "active": active, "num_active": int(active.sum()), "threshold": float(threshold)}

@@ -7,7 +7,9 @@ A metric module defines
 and optionally SUBSET = "<eval setting>": the size of a random subset of the evaluated
 points it works on (ctx.points[its name]), and SETTINGS = {name: default}: settings it
 reads from the eval config (they become config keys `eval.<name>` through
-`all_settings()`). Adding a metric is one new module here and
+`all_settings()`); ENSEMBLE = True for a metric over all members at once
+(compute_ensemble(ctxs), e.g. UDR) and NEEDS_MODEL = True for one that needs the
+model's decoder (ctx.likelihood_fn), which bare representations cannot give. Adding a metric is one new module here and
 its name in `eval.metrics`; the evaluation run, metrics.json, the log line and
 `vae_jax.report` pick it up by name.
 """

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+import os
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import ml_collections
@@ -56,3 +57,19 @@ def to_json(value):
   if isinstance(value, np.ndarray):
     return value.item() if value.ndim == 0 else value.tolist()
   return value
+
+
+def fit_in_threads(fit: Callable[[Any], Any], items: Sequence[Any], n_jobs: int | None = None) -> list:
+  """[fit(item) for item in items], run on joblib threads (n_jobs: default min(len(items), CPU cores)).
+
+  For independent scikit-learn fits (one per factor or per code and factor): scikit-learn's
+  tree builders, liblinear and its losses run without the GIL, so the fits overlap. Each fit
+  is a function of its item alone (its own seed), so the result equals the serial loop's.
+  """
+  import joblib
+
+  items = list(items)
+  jobs = n_jobs or max(1, min(len(items), os.cpu_count() or 1))
+  if jobs == 1:
+    return [fit(item) for item in items]
+  return joblib.Parallel(n_jobs=jobs, prefer="threads")(joblib.delayed(fit)(item) for item in items)

@@ -34,12 +34,10 @@ fraction is in "test_in_train"), which inflates test informativeness.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import scipy.stats
 
-from vae_jax.metrics.base import MetricContext
+from vae_jax.metrics.base import MetricContext, fit_in_threads
 from vae_jax.metrics.beta_vae_score import NUM_TEST, NUM_TRAIN, metric_rng, scored_factors, setting, train_test_points
 
 SALT = 3  # This metric's generator: fold_in(ctx.key, SALT).
@@ -59,7 +57,6 @@ def gbt_per_factor(x_train, y_train, x_test, y_test, seed: int = 0, n_jobs: int 
   same seed, so the result equals a serial loop. Returns (importances [K, F] =
   |feature_importances_|, train accuracy [F], test accuracy [F]).
   """
-  import joblib
   from sklearn.ensemble import GradientBoostingClassifier
 
   def fit(i):
@@ -67,9 +64,7 @@ def gbt_per_factor(x_train, y_train, x_test, y_test, seed: int = 0, n_jobs: int 
     return (np.abs(model.feature_importances_), np.mean(model.predict(x_train) == y_train[:, i]),
             np.mean(model.predict(x_test) == y_test[:, i]))
 
-  f = y_train.shape[1]
-  jobs = n_jobs or max(1, min(f, os.cpu_count() or 1))
-  fits = joblib.Parallel(n_jobs=jobs, prefer="threads")(joblib.delayed(fit)(i) for i in range(f))
+  fits = fit_in_threads(fit, range(y_train.shape[1]), n_jobs)
   return np.stack([r[0] for r in fits], 1), np.array([r[1] for r in fits]), np.array([r[2] for r in fits])
 
 

@@ -28,8 +28,7 @@ import warnings
 
 import numpy as np
 
-from vae_jax.metrics.base import MetricContext
-from vae_jax.metrics.dci import gbt_per_factor
+from vae_jax.metrics.base import MetricContext, fit_in_threads
 from vae_jax.metrics.beta_vae_score import labelled_points, metric_rng, scored_factors, setting
 
 SALT = 8  # This metric's generator: fold_in(ctx.key, SALT).
@@ -62,20 +61,20 @@ def factor_accuracies(name: str, x_train, y_train, x_test, y_test, seed: int = 0
   f = y_train.shape[1]
   train, test, constant = np.zeros(f), np.zeros(f), np.zeros(f, bool)
   varying = [i for i in range(f) if len(np.unique(y_train[:, i])) > 1]
-  if name == "gbt" and varying:  # dci's parallel fits (threads); the same numbers as the loop below.
-    _, train[varying], test[varying] = gbt_per_factor(x_train, y_train[:, varying], x_test, y_test[:, varying], seed)
-  for i in range(f):
-    if name == "gbt" and i in varying:
-      continue
-    if len(np.unique(y_train[:, i])) < 2:
-      constant[i] = True
-      train[i], test[i] = 1.0, float(np.mean(y_test[:, i] == y_train[0, i]))
-      continue
-    with warnings.catch_warnings():
-      warnings.simplefilter("ignore")  # lbfgs convergence and KFold folds that miss a class, as in disentanglement_lib.
-      model = make_predictor(name, seed).fit(x_train, y_train[:, i])
-    train[i] = np.mean(model.predict(x_train) == y_train[:, i])
-    test[i] = np.mean(model.predict(x_test) == y_test[:, i])
+  for i in set(range(f)) - set(varying):
+    constant[i] = True
+    train[i], test[i] = 1.0, float(np.mean(y_test[:, i] == y_train[0, i]))
+
+  def fit(i):
+    model = make_predictor(name, seed).fit(x_train, y_train[:, i])
+    return np.mean(model.predict(x_train) == y_train[:, i]), np.mean(model.predict(x_test) == y_test[:, i])
+
+  # Warning filters are process-wide: set once here, not inside the threads.
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # lbfgs convergence and KFold folds that miss a class, as in disentanglement_lib.
+    accuracies = fit_in_threads(fit, varying)
+  for i, (train_accuracy, test_accuracy) in zip(varying, accuracies):
+    train[i], test[i] = train_accuracy, test_accuracy
   return train, test, constant
 
 

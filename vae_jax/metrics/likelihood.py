@@ -9,6 +9,7 @@ import numpy as np
 from vae_jax.metrics.base import MetricContext
 
 SUBSET = "likelihood_images"
+NEEDS_MODEL = True  # Scores a model's decoder, not codes: evaluate_representation refuses it.
 CHUNK_SAMPLES = 4096  # Images per call × importance samples: keeps memory bounded.
 
 

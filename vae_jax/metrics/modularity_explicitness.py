@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from vae_jax.evaluation.mig import mig_histogram
-from vae_jax.metrics.base import MetricContext
+from vae_jax.metrics.base import MetricContext, fit_in_threads
 from vae_jax.metrics.beta_vae_score import NUM_TEST, NUM_TRAIN, metric_rng, scored_factors, setting, train_test_points
 from vae_jax.metrics.dci import standardise
 
@@ -82,8 +82,8 @@ def compute(ctx: MetricContext) -> dict:
   mi = mig_histogram(x_train, y_train, num_bins=bins)["mi_unnormalised"].T  # [K, F]
   per_code = modularity_per_code(mi)
   x_train_n, x_test_n = standardise(x_train, x_test)
-  aucs = np.array([explicitness_per_factor(x_train_n, y_train[:, i], x_test_n, y_test[:, i])
-                   for i in range(len(factors))])  # [F, 2]
+  aucs = np.array(fit_in_threads(lambda i: explicitness_per_factor(x_train_n, y_train[:, i], x_test_n, y_test[:, i]),
+                                  range(len(factors))))  # [F, 2]
   modularity = float(per_code.mean())
   return {
       "value": modularity,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from vae_jax.evaluation.mig import top_two_gap
-from vae_jax.metrics.base import MetricContext
+from vae_jax.metrics.base import MetricContext, fit_in_threads
 from vae_jax.metrics.beta_vae_score import NUM_TEST, NUM_TRAIN, metric_rng, scored_factors, setting, train_test_points
 
 SALT = 4  # This metric's generator: fold_in(ctx.key, SALT).
@@ -40,20 +40,27 @@ def score_matrix_discrete(x_train, y_train, x_test, y_test, seed: int = 0) -> np
   """S [K, F]: test accuracy of LinearSVC(C=0.01, balanced) on code j alone predicting factor k.
 
   x_*: codes [n, K]; y_*: integer factor indices [n, F]. A factor with one value in the
-  training points is predicted exactly by every code (accuracy of that constant).
+  training points is predicted exactly by every code (accuracy of that constant). The K × F
+  fits run on threads (fit_in_threads: the serial loop's numbers).
   """
   from sklearn.svm import LinearSVC
 
   k, f = x_train.shape[1], y_train.shape[1]
   out = np.zeros((k, f))
+  varying = []
   for j in range(f):
     if len(np.unique(y_train[:, j])) < 2:
       out[:, j] = np.mean(y_test[:, j] == y_train[0, j])
-      continue
-    for i in range(k):
-      model = LinearSVC(C=SVC_C, class_weight="balanced", random_state=seed)
-      model.fit(x_train[:, i:i + 1], y_train[:, j])
-      out[i, j] = np.mean(model.predict(x_test[:, i:i + 1]) == y_test[:, j])
+    else:
+      varying += [(i, j) for i in range(k)]
+
+  def fit(pair):
+    i, j = pair
+    model = LinearSVC(C=SVC_C, class_weight="balanced", random_state=seed).fit(x_train[:, i:i + 1], y_train[:, j])
+    return np.mean(model.predict(x_test[:, i:i + 1]) == y_test[:, j])
+
+  for (i, j), accuracy in zip(varying, fit_in_threads(fit, varying)):
+    out[i, j] = accuracy
   return out
 
 
