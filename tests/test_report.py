@@ -20,7 +20,8 @@ def write_run(path, objective, betas, migs, hist_migs, *, evaluated=True, seed=0
       member |= {"images": 737_280,
                  "mig": {"value": v, "estimator": "sampling (Chen et al.)", "factors": FACTORS},
                  "mig_histogram": {"value": hv, "estimator": "histogram (disentanglement_lib)",
-                                   "factors": ["shape"] + FACTORS}}
+                                   "factors": ["shape"] + FACTORS},
+                 "elbo_decomposition": {"total_correlation": 10.0 * v + m, "kl": 20.0}}
     members.append(member)
   os.makedirs(path, exist_ok=True)
   with open(os.path.join(path, "metrics.json"), "w") as f:
@@ -66,7 +67,11 @@ def test_groups_statistics_and_files(runs):
   assert f"{np.median(beta6):.3f}" in row and f"{np.median(beta6) / 2:.3f}" in row
   assert "sampling (Chen et al.); factors: scale, orientation, posX, posY; 737,280 images" in table
   assert "procedurally generated" in table
-  assert table.count("| VAE β=1 |") == 1 + 4  # Summary row and one row per model.
+  assert table.count("| VAE β=1 |") == 2 + 4  # Summary row, other-metrics row and one row per model.
+  # The full-dataset total correlation of the ELBO decomposition: median over the group's members.
+  tc_row = [line for line in table.splitlines() if line.startswith("| VAE β=1 |")][1]
+  assert "total correlation (nats)" in table
+  assert tc_row.startswith(f"| VAE β=1 | {np.median(10.0 * vae + np.arange(4)):.3f}, ")
 
   with Image.open(result["figure"]) as im:
     width = max(5.0, 1.4 + 0.9 * 3)

@@ -84,6 +84,20 @@ def find_metrics(run_dir: str) -> list[str]:
   return sorted(filter(None, (_record(os.path.join(run_dir, d)) for d in os.listdir(run_dir))))
 
 
+# Numbers without a headline "value" that the report shows: (metric, key) -> column name.
+EXTRA_SCORES = {("elbo_decomposition", "total_correlation"): "total correlation (nats)"}
+
+
+def headline_scores(metrics: dict) -> dict[str, float]:
+  """{column: value} of one model's metrics: every metric's headline "value" (by its name)
+  and the EXTRA_SCORES (the ELBO decomposition's full-dataset total correlation)."""
+  scores = {k: float(v["value"]) for k, v in metrics.items() if isinstance(v.get("value"), (int, float))}
+  for (metric, key), column in EXTRA_SCORES.items():
+    if isinstance(metrics.get(metric, {}).get(key), (int, float)):
+      scores[column] = float(metrics[metric][key])
+  return scores
+
+
 def load_models(run_dirs: Sequence[str]) -> tuple[list[Model], list[str]]:
   """The evaluated models of every run dir, and one message per run dir or file that gave none."""
   models, problems = [], []
@@ -120,8 +134,7 @@ def load_models(run_dirs: Sequence[str]) -> tuple[list[Model], list[str]]:
             mig={k: dict(value=float(m.metrics[k]["value"]), estimator=str(m.metrics[k].get("estimator", k)),
                          factors=tuple(m.metrics[k].get("factors", ())), images=int(m.images or 0))
                  for k, _ in CONVENTIONS},
-            scores={k: float(v["value"]) for k, v in m.metrics.items()
-                    if isinstance(v.get("value"), (int, float))},
+            scores=headline_scores(m.metrics),
         ))
       if not found:
         problems.append(f"{path}: no evaluated members (the run had eval.final='none' or stopped before its "
