@@ -46,12 +46,13 @@ def test_matches_independent_numpy(marginals):
   out = evaluation.elbo_decomposition_terms(mean, log_var, num_samples=10**6, samples=samples,
                                             marginals=marginals)
   log_qzx, log_qz, log_prod, log_pz = np_terms(mean, log_var, samples, np.arange(80))
-  tol = 1e-9 if marginals == "exact" else 2e-3
+  tol = 1e-6 if marginals == "exact" else 2e-3
   assert out["log_qz_given_x"] == pytest.approx(log_qzx.mean(), abs=1e-9)
-  assert out["log_qz"] == pytest.approx(log_qz.mean(), abs=1e-9)
+  # The joint q(z) sums its mixture terms' exponentials in float32: ~1e-7 relative per term.
+  assert out["log_qz"] == pytest.approx(log_qz.mean(), abs=1e-6)
   assert out["log_pz"] == pytest.approx(log_pz.mean(), abs=1e-9)
   assert out["log_prod_qzi"] == pytest.approx(log_prod.mean(), abs=tol)
-  assert out["index_code_mi"] == pytest.approx(log_qzx.mean() - log_qz.mean(), abs=1e-9)
+  assert out["index_code_mi"] == pytest.approx(log_qzx.mean() - log_qz.mean(), abs=1e-6)
   assert out["total_correlation"] == pytest.approx(log_qz.mean() - log_prod.mean(), abs=tol)
   assert out["dimwise_kl"] == pytest.approx(log_prod.mean() - log_pz.mean(), abs=tol)
   assert out["num_samples"] == 80 and out["dataset_size"] == 80
@@ -97,7 +98,7 @@ def test_subset_of_a_larger_dataset_uses_stratified_weights():
   out = evaluation.elbo_decomposition_terms(mean, log_var, dataset_size=d, num_samples=10**6, samples=samples,
                                             marginals="exact")
   log_qzx, log_qz, log_prod, log_pz = np_terms(mean, log_var, samples, np.arange(60), dataset_size=d)
-  assert out["log_qz"] == pytest.approx(log_qz.mean(), abs=1e-9)
+  assert out["log_qz"] == pytest.approx(log_qz.mean(), abs=1e-6)  # float32 exponentials (see above).
   assert out["log_prod_qzi"] == pytest.approx(log_prod.mean(), abs=1e-9)
   fast = evaluation.elbo_decomposition_terms(mean, log_var, dataset_size=d, num_samples=10**6, samples=samples)
   assert fast["log_prod_qzi"] == pytest.approx(log_prod.mean(), abs=2e-3)
@@ -111,7 +112,7 @@ def test_joint_log_sum_is_exact_with_tiny_sigma_and_small_chunks():
   log_var = 2 * np.log(rng.uniform(1e-3, 1.0, size=(1000, 6)))  # tiny σ stresses the quadratic form
   z = mean[:37] + np.exp(0.5 * log_var[:37]) * rng.normal(size=(37, 6))
   ref = logsumexp(np_log_normal(z[:, None, :], mean[None], log_var[None]).sum(axis=2), axis=1)
-  np.testing.assert_allclose(joint_log_sum(z, mean, log_var, point_chunk=16, comp_chunk=128), ref, atol=1e-8)
+  np.testing.assert_allclose(joint_log_sum(z, mean, log_var, point_chunk=16, comp_chunk=128), ref, atol=1e-6)
 
 
 def test_active_units():
