@@ -283,6 +283,21 @@ def test_explicitness_matches_disentanglement_libs_multilabel_auc():
   assert 0.7 < test < 1.0
 
 
+def test_macro_auc_from_ranks_is_sklearns_roc_auc_with_ties():
+  from sklearn.metrics import roc_auc_score
+
+  rng = np.random.default_rng(1)
+  labels = rng.integers(4, size=300)
+  onehot = (labels[:, None] == np.arange(4)[None, :]).astype(int)
+  scores = np.round(rng.uniform(size=(300, 4)) + 0.3 * onehot, 1)  # Rounded: many tied scores.
+  want = roc_auc_score(onehot, scores, average="macro")
+  assert modularity_explicitness.macro_auc_one_vs_rest(onehot, scores) == pytest.approx(want, abs=1e-12)
+  assert 0.6 < want < 0.95
+  # Known answers: perfectly ranked columns score 1, reversed ones 0.
+  assert modularity_explicitness.macro_auc_one_vs_rest(onehot, onehot.astype(float)) == 1.0
+  assert modularity_explicitness.macro_auc_one_vs_rest(onehot, -onehot.astype(float)) == 0.0
+
+
 def test_dcimig_combination_from_a_given_mi_matrix():
   mi = np.array([[1.0, 0.2, 0.0, 0.3], [0.5, 0.9, 0.0, 0.1], [0.0, 0.0, 0.0, 0.2]])  # [F=3, K=4]
   out = dcimig.dcimig_from_mi(mi, np.array([1.0, 1.0, 0.5]))

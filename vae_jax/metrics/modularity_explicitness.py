@@ -12,7 +12,7 @@ scores 1.
 Explicitness: per factor, a multinomial logistic regression of the factor index on all
 codes (standardised by the training points' mean and std), scored by the macro-averaged
 one-vs-rest ROC AUC of its class probabilities (disentanglement_lib's MultiLabelBinarizer
-+ roc_auc_score); explicitness is the mean over factors, on the training and the test
++ roc_auc_score; computed here from ranks, `macro_auc_one_vs_rest`, the same number); explicitness is the mean over factors, on the training and the test
 points. Chance is 0.5.
 
 Defaults (disentanglement_lib's unsupervised_study_v1 config): 10,000 training and 5,000
@@ -47,6 +47,23 @@ def modularity_per_code(mi: np.ndarray) -> np.ndarray:
   return np.where(peak > 0, 1.0 - delta, 0.0)
 
 
+def macro_auc_one_vs_rest(onehot: np.ndarray, scores: np.ndarray) -> float:
+  """Mean over columns of the ROC AUC of scores [n, C] for the labels onehot [n, C] (0/1).
+
+  Each column's AUC is the Mann–Whitney statistic with average ranks for ties, (Σ ranks of
+  the positives − P(P + 1)/2) / (P·N), which equals the trapezoidal area scikit-learn's
+  roc_auc_score computes; every column must hold both labels.
+  """
+  import scipy.stats
+
+  onehot = np.asarray(onehot, bool)
+  ranks = scipy.stats.rankdata(np.asarray(scores, np.float64), axis=0)  # [n, C], ties averaged
+  positives = onehot.sum(axis=0)
+  negatives = onehot.shape[0] - positives
+  rank_sums = np.where(onehot, ranks, 0.0).sum(axis=0)
+  return float(np.mean((rank_sums - positives * (positives + 1) / 2.0) / (positives * negatives)))
+
+
 def explicitness_per_factor(x_train, y_train, x_test, y_test) -> tuple[float, float]:
   """(train AUC, test AUC) of a logistic regression predicting one factor y [n] from codes x [n, K].
 
@@ -55,7 +72,6 @@ def explicitness_per_factor(x_train, y_train, x_test, y_test) -> tuple[float, fl
   NaN for a factor with a single value among the training points.
   """
   from sklearn.linear_model import LogisticRegression
-  from sklearn.metrics import roc_auc_score
 
   if len(np.unique(y_train)) < 2:
     return float("nan"), float("nan")
@@ -65,7 +81,7 @@ def explicitness_per_factor(x_train, y_train, x_test, y_test) -> tuple[float, fl
     proba = model.predict_proba(x)
     onehot = (y[:, None] == model.classes_[None, :]).astype(np.int64)
     keep = (onehot.sum(axis=0) > 0) & (onehot.sum(axis=0) < len(y))
-    out.append(float(roc_auc_score(onehot[:, keep], proba[:, keep], average="macro")) if keep.any() else float("nan"))
+    out.append(macro_auc_one_vs_rest(onehot[:, keep], proba[:, keep]) if keep.any() else float("nan"))
   return out[0], out[1]
 
 
