@@ -1,5 +1,5 @@
 """Test set-up: four CPU devices, so data parallelism is exercised on one machine, and one
-persistent XLA compilation cache for the whole session.
+persistent XLA compilation cache for the whole test run.
 
 The cache (a temporary directory, removed at exit) is shared through the environment with
 every subprocess the tests start: the many runs of `vae_jax.main` on configs/test.py

@@ -67,8 +67,8 @@ def joint_log_sum(points, mean, log_var, *, point_chunk=1024, comp_chunk=512):
     points: [T, K]; mean, log_var: [N, K].
     point_chunk, comp_chunk: memory is O(point_chunk · comp_chunk); the T·N·2K
       multiply-adds are one matrix product per chunk. A [1024, 512] float64 block (4 MiB)
-      stays in cache through the max, exp and sum passes: 1.6× faster than [1024, 4096]
-      blocks on this project's 2-core CPU (benchmarks/evaluation.py times the whole term).
+      stays in cache through the max, exp and sum passes (`benchmarks/evaluation.py
+      --suite --metrics elbo_decomposition` times the whole term).
   """
   points = np.asarray(points, dtype=np.float64)
   mean = np.asarray(mean, dtype=np.float64)
