@@ -18,9 +18,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m vae_jax.main --config=configs/default.py --workdir=runs/demo
 
-## The whole test suite (several forced CPU devices are set up by the tests that need them).
+## The whole test suite on up to 4 worker processes (one per core; several forced CPU
+## devices are set up by the tests that need them). TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist worksteal tests
 
 ## Benchmarks print figures; torch's CPU build is installed for the PyTorch baseline.
 bench: $(STAMP)
