@@ -136,16 +136,18 @@ def exclusive_prefix_sums(x):
     return jnp.matmul(tri, x.reshape(m, -1), precision="highest").reshape(x.shape)
   pad = -m % BLOCK
   padded = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
-  blocks = jnp.swapaxes(padded.reshape(-1, BLOCK, *x.shape[1:]), 0, 1)
-  inclusive = jnp.swapaxes(block_prefix_sums(blocks), 0, 1).reshape(padded.shape)[:m]
+  blocks = jnp.swapaxes(padded.reshape(-1, BLOCK, *x.shape[1:]), 0, 1)[None]
+  inclusive = jnp.swapaxes(block_prefix_sums(blocks)[0], 0, 1).reshape(padded.shape)[:m]
   return inclusive - x
 
 
 def block_prefix_sums(x):
-  """Inclusive prefix sums over positions of x [B, nb, ...], position b·B + i being x[i, b]."""
-  tri = jnp.tril(jnp.ones((x.shape[0], x.shape[0]), x.dtype))
-  within = jnp.matmul(tri, x.reshape(x.shape[0], -1), precision="highest").reshape(x.shape)
-  return within + exclusive_prefix_sums(within[-1])[None]
+  """Inclusive prefix sums over positions of x [C, B, nb, ...], position b·B + i being x[:, i, b]."""
+  b = x.shape[1]
+  tri = jnp.tril(jnp.ones((b, b), x.dtype))
+  within = jnp.matmul(tri, x.reshape(x.shape[0], b, -1), precision="highest").reshape(x.shape)
+  offsets = jnp.moveaxis(exclusive_prefix_sums(jnp.moveaxis(within[:, -1], 1, 0)), 0, 1)
+  return within + offsets[:, None]
 
 
 def node_sums(node, values, width: int):
@@ -154,45 +156,85 @@ def node_sums(node, values, width: int):
   return jnp.einsum("nt,ntw->tw", values, onehot, precision="highest")
 
 
-def split_search(g_sorted, node_sorted, parent, stats, active, hi, dtype):
+def feature_splits(g_k, node_k, parent_k, count, total, active, hi_k, dtype, keep_sums: bool):
+  """The best split on one feature of every node of every tree at one level.
+
+  g_k [B, nb, T]: each tree's gradient in the feature's sorted order (position b·B + i at
+  [i, b]); node_k [B, nb, T]: each sample's node (0..W−1; W for padding); parent_k: (S, C)
+  [W/2, B, nb, T], the previous level's per-node prefix sums of the gradient and of the count
+  (in the layout returned at the previous level; C None after the root); count, total [W, T]:
+  each node's size and gradient sum; active [W, T]: nodes that may split; hi_k [B, nb]: the
+  last position within FEATURE_THRESHOLD of each position's value (None: always itself).
+  Returns (proxy [W, T] (−inf: no valid split), position [W, T] (the first best last-left
+  position), (S, C) [W, B, nb, T] of this level if keep_sums: node 2u + r at r·W/2 + u; at the
+  root (S [1, B, nb, T], None), C being the position + 1).
+  """
+  b, nb, t = g_k.shape
+  width = count.shape[0]
+
+  def own(a, slot=lambda w: w):  # a [W, ...] → [B, nb, T]: each position's entry for its own node.
+    out = jnp.zeros(node_k.shape, a.dtype)
+    for w in range(width):
+      out = jnp.where(node_k == w, a[slot(w)], out)
+    return out
+
+  position_index = (jnp.arange(nb)[None, :] * b + jnp.arange(b)[:, None])[:, :, None]
+  if parent_k is None:
+    s_j = block_prefix_sums(g_k[None])[0]
+    c_j = jnp.broadcast_to((position_index + 1).astype(dtype), s_j.shape)
+    sums = (s_j[None], None)
+    stored = lambda w: w
+  else:  # Left children from their own prefix sums, right children as parent minus left.
+    half = width // 2
+    parent_slot = lambda u: u if half == 1 else (u % 2) * (half // 2) + u // 2
+    parent_s = jnp.stack([parent_k[0][parent_slot(u)] for u in range(half)])
+    parent_c = ((position_index + 1).astype(dtype)[None] if parent_k[1] is None
+                else jnp.stack([parent_k[1][parent_slot(u)] for u in range(half)]))
+    left = [node_k == 2 * u for u in range(half)]
+    prefix = block_prefix_sums(jnp.stack([jnp.where(m, g_k, 0) for m in left] + [m.astype(dtype) for m in left]))
+    s_left, c_left = prefix[:half], prefix[half:]
+    s_right, c_right = parent_s - s_left, parent_c - c_left
+    sums = (jnp.concatenate([s_left, s_right]), jnp.concatenate([c_left, c_right]))
+    stored = lambda w: (w % 2) * half + w // 2
+    s_j, c_j = own(sums[0], stored), own(sums[1], stored)
+  count_j, total_j = own(count), own(total)
+  valid = own(active) & (c_j < count_j)
+  if hi_k is not None:  # No sample of the node may lie in (x, x + FEATURE_THRESHOLD].
+    c_hi = (hi_k[:, :, None] + 1).astype(dtype) if sums[1] is None else own(sums[1][:, hi_k % b, hi_k // b], stored)
+    valid &= c_hi == c_j
+  s_r, c_r = total_j - s_j, count_j - c_j
+  proxy = jnp.where(valid, s_j * s_j / c_j + s_r * s_r / c_r, -jnp.inf)
+  member = node_k[..., None] == jnp.arange(width)
+  best = jnp.max(jnp.where(member, proxy[..., None], -jnp.inf), (0, 1)).T
+  first = (proxy == own(best))[..., None] & member
+  position = jnp.min(jnp.where(first, position_index.astype(dtype)[..., None], b * nb), (0, 1)).T.astype(jnp.int32)
+  return best, position, (sums if keep_sums else None)
+
+
+def split_search(g_pad, node_pad, order_blocked, parent, stats, active, hi, dtype, keep_sums: bool):
   """The best split of every node of every tree at one level, over all features.
 
-  g_sorted [B, nb, K, T]: each tree's gradient in each feature's sorted order (position
-  b·B + i at [i, b]); node_sorted [B, nb, K, T]: each sample's node (0..W−1; W for padding);
-  parent: (S, C) prefix sums [B, nb, K, T, W/2] of the previous level (None at the root);
-  stats: (count, sum) [T, W] of each node; active [T, W]: nodes that may split; hi [B, nb, K]:
-  last position within FEATURE_THRESHOLD of each position's value (None: no such values).
-  Returns (proxy [T, W] (−inf: no valid split), feature [T, W], position [T, W] (last left
-  position in the feature's order), tied [T, W], (S, C) of this level).
+  g_pad [n + 1, T] gradients and node_pad [n + 1, T] nodes (0..W−1) of the samples and of a
+  padding sample (0, W); order_blocked [K, B, nb] (sorted_features); parent: (S, C)
+  [K, W/2, B, nb, T] from the previous level (None at the root); stats: (count, total) [T, W];
+  active [T, W]; hi [K, B, nb] or None. Returns (proxy [T, W] (−inf: no valid split), feature
+  [T, W] (lowest index among the features within TIE_TOLERANCE of the best), position [T, W]
+  (last left position in that feature's order), tied [T, W], (S, C) of this level if keep_sums).
   """
-  b, nb, k, t = g_sorted.shape
-  width = active.shape[1]
-  if parent is None:
-    s = block_prefix_sums(g_sorted)[..., None]
-    c = jnp.broadcast_to(block_prefix_sums(jnp.ones((b, nb, 1, 1, 1), dtype)), s.shape)
-  else:
-    left = node_sorted[..., None] == 2 * jnp.arange(width // 2)
-    sums = block_prefix_sums(jnp.concatenate([jnp.where(left, g_sorted[..., None], 0), left.astype(dtype)], -1))
-    s_left, c_left = sums[..., :width // 2], sums[..., width // 2:]
-    s = jnp.stack([s_left, parent[0] - s_left], -1).reshape(b, nb, k, t, width)
-    c = jnp.stack([c_left, parent[1] - c_left], -1).reshape(b, nb, k, t, width)
-  count, total = (v.astype(dtype) for v in stats)
-  member = node_sorted[..., None] == jnp.arange(width)
-  valid = member & (c < count) & active
-  if hi is not None:  # No sample of the node may lie in (x, x + FEATURE_THRESHOLD].
-    c_hi = c[hi % b, hi // b, jnp.arange(k)]
-    valid &= c_hi == c
-  s_right, c_right = total - s, count - c
-  proxy = jnp.where(valid, s * s / c + s_right * s_right / c_right, -jnp.inf)
-  feature_best = jnp.max(proxy, (0, 1))  # [K, T, W]
+  count, total = (v.T.astype(dtype) for v in stats)
+
+  def one_feature(args):
+    order_k, parent_k, hi_k = args
+    return feature_splits(g_pad[order_k], node_pad[order_k], parent_k, count, total, active.T, hi_k, dtype, keep_sums)
+
+  feature_best, feature_position, sums = jax.lax.map(one_feature, (order_blocked, parent, hi))
+  feature_best, feature_position = jnp.swapaxes(feature_best, 1, 2), jnp.swapaxes(feature_position, 1, 2)
   best = jnp.max(feature_best, 0)
   tolerance = TIE_TOLERANCE[jnp.dtype(dtype).name]
   near = jnp.isfinite(best) & (feature_best >= best - tolerance * jnp.abs(best))
   feature = jnp.argmax(near.astype(jnp.int8), 0)
-  position_index = (jnp.arange(nb)[None, :] * b + jnp.arange(b)[:, None])[:, :, None, None, None]
-  chosen = (jnp.arange(k)[:, None, None] == feature) & (proxy == jnp.take_along_axis(feature_best, feature[None], 0)[0])
-  position = jnp.min(jnp.where(chosen, position_index, b * nb), (0, 1, 2))
-  return best, feature, position, near.sum(0) > 1, (s, c)
+  position = jnp.take_along_axis(feature_position, feature[None], 0)[0]
+  return best, feature, position, near.sum(0) > 1, sums
 
 
 def grow_stage(consts, raw, *, depth: int, multiclass: bool, dtype):
@@ -211,7 +253,7 @@ def grow_stage(consts, raw, *, depth: int, multiclass: bool, dtype):
     prob = jax.nn.sigmoid(raw)
   gradient = targets - prob
   prob = targets - gradient
-  g_sorted = jnp.concatenate([gradient.astype(dtype), jnp.zeros((1, trees), dtype)])[order_blocked]
+  g_pad = jnp.concatenate([gradient.astype(dtype), jnp.zeros((1, trees), dtype)])
   internal = 2**depth - 1
   feature = jnp.zeros((trees, internal), jnp.int32)
   lo = jnp.full((trees, internal), jnp.inf, jnp.float32)
@@ -228,8 +270,9 @@ def grow_stage(consts, raw, *, depth: int, multiclass: bool, dtype):
     count, total, sq_total = (node_sums(node, v, width) for v in (jnp.ones_like(gradient), gradient, square))
     impurity = sq_total / count - (total / count) ** 2
     active &= (count >= 2) & (impurity > EPSILON)
-    node_sorted = jnp.concatenate([node, jnp.full((1, trees), width, jnp.int32)])[order_blocked]
-    best, f, pos, tied, parent = split_search(g_sorted, node_sorted, parent, (count, total), active, hi, dtype)
+    node_pad = jnp.concatenate([node, jnp.full((1, trees), width, jnp.int32)])
+    best, f, pos, tied, parent = split_search(g_pad, node_pad, order_blocked, parent, (count, total), active, hi,
+                                              dtype, keep_sums=level < depth - 1)
     split = active & jnp.isfinite(best)
     x_lo = sorted_x[f, pos]
     f_of_sample = f[cols, node]
@@ -290,21 +333,21 @@ def initial_raw(codes: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def sorted_features(x32: np.ndarray):
-  """Per-feature sort of x32 [n, K]: (order in blocks [BLOCK, nb, K] (position b·BLOCK + i at
-  [i, b]; index n pads), sorted values [K, n + 1] (+inf pads), hi [BLOCK, nb, K] or None: the
+  """Per-feature sort of x32 [n, K]: (order in blocks [K, BLOCK, nb] (position b·BLOCK + i at
+  [k, i, b]; index n pads), sorted values [K, n + 1] (+inf pads), hi [K, BLOCK, nb] or None: the
   last position whose value is within FEATURE_THRESHOLD of each position's (None if always itself))."""
   n, k = x32.shape
   order = np.argsort(x32, axis=0, kind="stable")  # [n, K]
   sorted64 = np.take_along_axis(x32, order, 0).astype(np.float64)
   n_pad = n + (-n % BLOCK)
-  blocked = lambda a, fill: np.concatenate([a, np.full((n_pad - n, k), fill, a.dtype)]).reshape(-1, BLOCK, k).transpose(1, 0, 2)
+  blocked = lambda a, fill: np.concatenate([a, np.full((n_pad - n, k), fill, a.dtype)]).reshape(-1, BLOCK, k).transpose(2, 1, 0)
   order_blocked = blocked(order.astype(np.int32), n)
   sorted_x = np.concatenate([sorted64.T, np.full((k, 1), np.inf)], 1).astype(np.float32)
   hi = None
   if not np.all(sorted64[1:] > sorted64[:-1] + FEATURE_THRESHOLD):
     hi = np.stack([np.searchsorted(sorted64[:, j], sorted64[:, j] + FEATURE_THRESHOLD, "right") - 1 for j in range(k)], 1)
     hi = blocked(hi.astype(np.int32), 0)
-    hi = np.where(order_blocked == n, np.arange(n_pad).reshape(-1, BLOCK).T[:, :, None], hi).astype(np.int32)
+    hi = np.where(order_blocked == n, np.arange(n_pad).reshape(-1, BLOCK).T[None], hi).astype(np.int32)
   return order_blocked, sorted_x, hi
 
 
