@@ -136,24 +136,24 @@ def exclusive_prefix_sums(x):
     return jnp.matmul(tri, x.reshape(m, -1), precision="highest").reshape(x.shape)
   pad = -m % BLOCK
   padded = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
-  blocks = jnp.swapaxes(padded.reshape(-1, BLOCK, *x.shape[1:]), 0, 1)[None]
-  inclusive = jnp.swapaxes(block_prefix_sums(blocks)[0], 0, 1).reshape(padded.shape)[:m]
+  blocks = jnp.swapaxes(padded.reshape(-1, BLOCK, *x.shape[1:]), 0, 1)[:, None]
+  inclusive = jnp.swapaxes(block_prefix_sums(blocks)[:, 0], 0, 1).reshape(padded.shape)[:m]
   return inclusive - x
 
 
 def block_prefix_sums(x):
-  """Inclusive prefix sums over positions of x [C, B, nb, ...], position b·B + i being x[:, i, b]."""
-  b = x.shape[1]
+  """Inclusive prefix sums over positions of x [B, C, nb, ...], position b·B + i being x[i, :, b]."""
+  b = x.shape[0]
   tri = jnp.tril(jnp.ones((b, b), x.dtype))
-  within = jnp.matmul(tri, x.reshape(x.shape[0], b, -1), precision="highest").reshape(x.shape)
-  offsets = jnp.moveaxis(exclusive_prefix_sums(jnp.moveaxis(within[:, -1], 1, 0)), 0, 1)
-  return within + offsets[:, None]
+  within = jnp.matmul(tri, x.reshape(b, -1), precision="highest").reshape(x.shape)
+  offsets = jnp.moveaxis(exclusive_prefix_sums(jnp.moveaxis(within[-1], 1, 0)), 0, 1)
+  return within + offsets[None]
 
 
 def node_sums(node, values, width: int):
-  """Σ of values [n, T] over the samples of each node (node [n, T] in 0..width−1) → [T, width]."""
+  """Σ of values [n, T, V] over the samples of each node (node [n, T] in 0..width−1) → [V, T, width]."""
   onehot = (node[:, :, None] == jnp.arange(width)).astype(values.dtype)
-  return jnp.einsum("nt,ntw->tw", values, onehot, precision="highest")
+  return jnp.einsum("ntv,ntw->vtw", values, onehot, precision="highest")
 
 
 def feature_splits(g_k, node_k, parent_k, count, total, active, hi_k, dtype, keep_sums: bool):
@@ -161,53 +161,55 @@ def feature_splits(g_k, node_k, parent_k, count, total, active, hi_k, dtype, kee
 
   g_k [B, nb, T]: each tree's gradient in the feature's sorted order (position b·B + i at
   [i, b]); node_k [B, nb, T]: each sample's node (0..W−1; W for padding); parent_k: (S, C)
-  [W/2, B, nb, T], the previous level's per-node prefix sums of the gradient and of the count
+  [B, W/2, nb, T], the previous level's per-node prefix sums of the gradient and of the count
   (in the layout returned at the previous level; C None after the root); count, total [W, T]:
   each node's size and gradient sum; active [W, T]: nodes that may split; hi_k [B, nb]: the
   last position within FEATURE_THRESHOLD of each position's value (None: always itself).
   Returns (proxy [W, T] (−inf: no valid split), position [W, T] (the first best last-left
-  position), (S, C) [W, B, nb, T] of this level if keep_sums: node 2u + r at r·W/2 + u; at the
-  root (S [1, B, nb, T], None), C being the position + 1).
+  position), (S, C) [B, W, nb, T] of this level if keep_sums: node 2u + r at r·W/2 + u; at the
+  root (S [B, 1, nb, T], None), C being the position + 1).
   """
   b, nb, t = g_k.shape
   width = count.shape[0]
 
-  def own(a, slot=lambda w: w):  # a [W, ...] → [B, nb, T]: each position's entry for its own node.
+  def own(a, slot=lambda w: w):  # a [W, T] or [B, W, nb, T] → [B, nb, T]: each position's entry for its own node.
     out = jnp.zeros(node_k.shape, a.dtype)
     for w in range(width):
-      out = jnp.where(node_k == w, a[slot(w)], out)
+      out = jnp.where(node_k == w, a[slot(w)] if a.ndim == 2 else a[:, slot(w)], out)
     return out
 
   position_index = (jnp.arange(nb)[None, :] * b + jnp.arange(b)[:, None])[:, :, None]
   if parent_k is None:
-    s_j = block_prefix_sums(g_k[None])[0]
+    s_j = block_prefix_sums(g_k[:, None])[:, 0]
     c_j = jnp.broadcast_to((position_index + 1).astype(dtype), s_j.shape)
-    sums = (s_j[None], None)
+    sums = (s_j[:, None], None)
     stored = lambda w: w
   else:  # Left children from their own prefix sums, right children as parent minus left.
     half = width // 2
     parent_slot = lambda u: u if half == 1 else (u % 2) * (half // 2) + u // 2
-    parent_s = jnp.stack([parent_k[0][parent_slot(u)] for u in range(half)])
-    parent_c = ((position_index + 1).astype(dtype)[None] if parent_k[1] is None
-                else jnp.stack([parent_k[1][parent_slot(u)] for u in range(half)]))
+    parent_s = jnp.stack([parent_k[0][:, parent_slot(u)] for u in range(half)], 1)
+    parent_c = ((position_index + 1).astype(dtype)[:, None] if parent_k[1] is None
+                else jnp.stack([parent_k[1][:, parent_slot(u)] for u in range(half)], 1))
     left = [node_k == 2 * u for u in range(half)]
-    prefix = block_prefix_sums(jnp.stack([jnp.where(m, g_k, 0) for m in left] + [m.astype(dtype) for m in left]))
-    s_left, c_left = prefix[:half], prefix[half:]
+    prefix = block_prefix_sums(jnp.stack([jnp.where(m, g_k, 0) for m in left] + [m.astype(dtype) for m in left], 1))
+    s_left, c_left = prefix[:, :half], prefix[:, half:]
     s_right, c_right = parent_s - s_left, parent_c - c_left
-    sums = (jnp.concatenate([s_left, s_right]), jnp.concatenate([c_left, c_right]))
+    sums = (jnp.concatenate([s_left, s_right], 1), jnp.concatenate([c_left, c_right], 1))
     stored = lambda w: (w % 2) * half + w // 2
     s_j, c_j = own(sums[0], stored), own(sums[1], stored)
-  count_j, total_j = own(count), own(total)
-  valid = own(active) & (c_j < count_j)
+  count_j, total_j = own(jnp.where(active, count, 0)), own(total)  # Inactive nodes: no valid position.
+  valid = c_j < count_j
   if hi_k is not None:  # No sample of the node may lie in (x, x + FEATURE_THRESHOLD].
-    c_hi = (hi_k[:, :, None] + 1).astype(dtype) if sums[1] is None else own(sums[1][:, hi_k % b, hi_k // b], stored)
+    c_hi = (hi_k[:, :, None] + 1).astype(dtype) if sums[1] is None else own(jnp.moveaxis(sums[1][hi_k % b, :, hi_k // b], 2, 1), stored)
     valid &= c_hi == c_j
   s_r, c_r = total_j - s_j, count_j - c_j
-  proxy = jnp.where(valid, s_j * s_j / c_j + s_r * s_r / c_r, -jnp.inf)
+  proxy = s_j * s_j / c_j + s_r * s_r / c_r
+  proxy = jnp.where(valid, proxy, -jnp.inf)
   member = node_k[..., None] == jnp.arange(width)
-  best = jnp.max(jnp.where(member, proxy[..., None], -jnp.inf), (0, 1)).T
-  first = (proxy == own(best))[..., None] & member
-  position = jnp.min(jnp.where(first, position_index.astype(dtype)[..., None], b * nb), (0, 1)).T.astype(jnp.int32)
+  segment_max = lambda a, fill: jnp.max(jnp.where(member, a[..., None], fill).reshape(-1, t * width), 0).reshape(t, width).T
+  best = segment_max(proxy, -jnp.inf)
+  first = jnp.where(proxy == own(best), -position_index.astype(dtype), -b * nb)  # Max of −position: the first.
+  position = (-segment_max(first, -b * nb)).astype(jnp.int32)
   return best, position, (sums if keep_sums else None)
 
 
@@ -216,7 +218,7 @@ def split_search(g_pad, node_pad, order_blocked, parent, stats, active, hi, dtyp
 
   g_pad [n + 1, T] gradients and node_pad [n + 1, T] nodes (0..W−1) of the samples and of a
   padding sample (0, W); order_blocked [K, B, nb] (sorted_features); parent: (S, C)
-  [K, W/2, B, nb, T] from the previous level (None at the root); stats: (count, total) [T, W];
+  [K, B, W/2, nb, T] from the previous level (None at the root); stats: (count, total) [T, W];
   active [T, W]; hi [K, B, nb] or None. Returns (proxy [T, W] (−inf: no valid split), feature
   [T, W] (lowest index among the features within TIE_TOLERANCE of the best), position [T, W]
   (last left position in that feature's order), tied [T, W], (S, C) of this level if keep_sums).
@@ -262,12 +264,12 @@ def grow_stage(consts, raw, *, depth: int, multiclass: bool, dtype):
   ties = jnp.zeros(trees, jnp.int32)
   node = jnp.zeros((n, trees), jnp.int32)
   active = jnp.ones((trees, 1), bool)
-  square = gradient * gradient
+  moments = jnp.stack([jnp.ones_like(gradient), gradient, gradient * gradient], -1)
+  count, total, sq_total = jnp.full((trees, 1), float(n)), gradient.sum(0)[:, None], moments[:, :, 2].sum(0)[:, None]
   parent = None
   rows, cols = jnp.arange(n)[:, None], jnp.arange(trees)[None, :]
   for level in range(depth):
     width = 2**level
-    count, total, sq_total = (node_sums(node, v, width) for v in (jnp.ones_like(gradient), gradient, square))
     impurity = sq_total / count - (total / count) ** 2
     active &= (count >= 2) & (impurity > EPSILON)
     node_pad = jnp.concatenate([node, jnp.full((1, trees), width, jnp.int32)])
@@ -279,7 +281,7 @@ def grow_stage(consts, raw, *, depth: int, multiclass: bool, dtype):
     x_sample = x32[rows, f_of_sample]
     right = split[cols, node] & (x_sample > x_lo[cols, node])
     child = 2 * node + right
-    n_child, s_child, sq_child = (node_sums(child, v, 2 * width) for v in (jnp.ones_like(gradient), gradient, square))
+    n_child, s_child, sq_child = node_sums(child, moments, 2 * width)
     n_l, n_r, s_l, s_r = n_child[:, 0::2], n_child[:, 1::2], s_child[:, 0::2], s_child[:, 1::2]
     imp_l = sq_child[:, 0::2] / n_l - (s_l / n_l) ** 2
     imp_r = sq_child[:, 1::2] / n_r - (s_r / n_r) ** 2
@@ -296,11 +298,12 @@ def grow_stage(consts, raw, *, depth: int, multiclass: bool, dtype):
     importance += jnp.einsum("tw,twk->tk", gain, (f[:, :, None] == jnp.arange(k)).astype(gain.dtype))
     ties += jnp.sum(tied & split, 1)
     active = jnp.repeat(split, 2, axis=1)
+    unsplit = lambda a: jnp.stack([a, jnp.zeros_like(a)], -1).reshape(trees, 2 * width)  # All samples left.
+    count, total, sq_total = (jnp.where(active, c, unsplit(p)) for c, p in
+                              ((n_child, count), (s_child, total), (sq_child, sq_total)))
     node = child
-  width = 2**depth
-  count = node_sums(node, jnp.ones_like(gradient), width)
-  numerator = node_sums(node, gradient, width) / count
-  denominator = node_sums(node, prob * (1.0 - prob), width) / count
+  numerator = total / count
+  denominator = node_sums(node, (prob * (1.0 - prob))[:, :, None], 2**depth)[0] / count
   if multiclass:
     numerator = numerator * ((trees - 1) / trees)
   ok = (count > 0) & (jnp.abs(denominator) >= 1e-150)
