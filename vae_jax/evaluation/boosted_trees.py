@@ -388,3 +388,44 @@ def fit_boosted_trees(x, y, *, n_stages: int = 100, max_depth: int = 3, learning
   else:
     importances = np.zeros(x32.shape[1])
   return BoostedTrees(classes, init, feature, threshold, value, float(learning_rate), importances, int(ties.sum()))
+
+
+IMPLEMENTATIONS = ("vae_jax", "sklearn")
+
+
+@dataclasses.dataclass
+class BoostedTreesClassifier:
+  """fit_boosted_trees behind scikit-learn's classifier interface: fit(x [n, K], y [n]) → self,
+  then predict(x) → labels [n] and feature_importances_ [K]."""
+  n_stages: int = 100
+  max_depth: int = 3
+  learning_rate: float = 0.1
+  model_: BoostedTrees | None = None
+
+  def fit(self, x, y) -> "BoostedTreesClassifier":
+    """Fits the ensemble on codes x [n, K] and labels y [n]; returns self."""
+    self.model_ = fit_boosted_trees(x, y, n_stages=self.n_stages, max_depth=self.max_depth,
+                                    learning_rate=self.learning_rate)
+    return self
+
+  def predict(self, x) -> np.ndarray:
+    """Predicted labels [n] for x [n, K]."""
+    return self.model_.predict(x)
+
+  @property
+  def feature_importances_(self) -> np.ndarray:
+    """Normalised impurity-decrease importances [K]."""
+    return self.model_.feature_importances_
+
+
+def gradient_boosting_classifier(implementation: str, seed: int = 0):
+  """An unfitted GradientBoostingClassifier() with scikit-learn's defaults: "vae_jax"
+  (BoostedTreesClassifier; exact feature ties go to the lowest index) or "sklearn"
+  (scikit-learn's, random_state=seed). Both have fit(x, y) → self, predict(x) and, once fitted,
+  feature_importances_."""
+  if implementation == "vae_jax":
+    return BoostedTreesClassifier()
+  if implementation == "sklearn":
+    from sklearn.ensemble import GradientBoostingClassifier
+    return GradientBoostingClassifier(random_state=seed)
+  raise ValueError(f"Unknown gradient-boosting implementation {implementation!r}; use one of {IMPLEMENTATIONS}.")
