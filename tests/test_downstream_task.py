@@ -80,8 +80,8 @@ def test_parallel_gbt_fits_equal_a_serial_loop():
   rng = np.random.default_rng(1)
   x = rng.normal(size=(80, 3))
   y = np.stack([(x[:, 0] > 0).astype(int), np.digitize(x[:, 1], [-0.5, 0.5]), (x[:, 2] > 1).astype(int)], 1)
-  parallel = dci.gbt_per_factor(x[:60], y[:60], x[60:], y[60:], seed=4, n_jobs=3)
-  serial = dci.gbt_per_factor(x[:60], y[:60], x[60:], y[60:], seed=4, n_jobs=1)
+  parallel = dci.gbt_per_factor(x[:60], y[:60], x[60:], y[60:], seed=4, n_jobs=3, implementation="sklearn")
+  serial = dci.gbt_per_factor(x[:60], y[:60], x[60:], y[60:], seed=4, n_jobs=1, implementation="sklearn")
   for a, b in zip(parallel, serial):
     np.testing.assert_array_equal(a, b)
   trees = GradientBoostingClassifier(random_state=4).fit(x[:60], y[:60, 1])

@@ -26,15 +26,18 @@ predictions and importances then differ from scikit-learn's in detail (the resul
 counts the tied nodes). Without ties the fit equals scikit-learn's up to float rounding
 (tests/test_boosted_trees.py).
 
-Implementation: one jitted function per (n, K, trees per stage, stages, depth, split dtype): a
-`lax.scan` over the stages; in a stage all trees are grown together, level by level, all nodes
-of a level together. Each feature is sorted once; at a level, the gradient sums and counts of
-each node over every prefix of each feature's sorted order are prefix sums of [n, K, T, nodes]
-arrays (a node's right child is its parent's prefix minus its left child's), computed as
-block-triangular matrix products. The split search runs in `split_dtype` (float32 by default:
-the prefix sums of 10,000 gradients then carry ~1e-6 relative error, which can pick a different
-one of two nearly equal splits than scikit-learn's float64; "float64" for equality to
-rounding); everything else (gradients, node statistics, leaf values, importances) is float64.
+Implementation: one jitted function per (n, K, trees per stage (multiclass: the classes rounded up
+to a multiple of TREE_BUCKET), stages, depth, split dtype), compiled on first use: a `lax.scan`
+over the stages; in a stage all trees are grown together, level by level, all nodes of a level
+together. Each feature is sorted once. At a level, for each feature (`lax.map`), the gradient
+sums and sample counts of every node over every prefix of the feature's sorted order are prefix
+sums of one-hot [n, nodes, T] arrays, computed as block-triangular matrix products (a right
+child's prefix is its parent's minus its left sibling's), and every position's proxy for its
+own node is maximised per node. The split search runs in `split_dtype`: float32 by default
+(prefix sums of 10,000 gradients then carry ~1e-6 relative error, so of two splits whose
+proxies differ by less than that it may pick another than scikit-learn's float64 search), or
+"float64" (equal to scikit-learn to rounding where no features tie); gradients, node
+statistics, leaf values and importances are float64 in both.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ FEATURE_THRESHOLD = 1e-7  # scikit-learn's tree/_splitter.pyx
 EPSILON = float(np.finfo(np.float64).eps)  # scikit-learn's tree/_tree.pyx
 BLOCK = 16  # Positions per block of the prefix sums.
 TIE_TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
+TREE_BUCKET = 8  # Multiclass fits pad the classes to a multiple of this (fewer compilations).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,8 +243,9 @@ def split_search(g_pad, node_pad, order_blocked, parent, stats, active, hi, dtyp
   return best, feature, position, near.sum(0) > 1, sums
 
 
-def grow_stage(consts, raw, *, depth: int, multiclass: bool, dtype):
-  """One boosting stage: the negative gradient at raw [n, T], one tree per column grown on it.
+def grow_stage(consts, raw, leaf_scale, *, depth: int, multiclass: bool, dtype):
+  """One boosting stage: the negative gradient at raw [n, T], one tree per column grown on it;
+  leaf_scale: (C − 1)/C for the multinomial loss, 1 for the binomial.
 
   Returns (feature [T, 2^D − 1], lo, hi [T, 2^D − 1] (float32: the values either side of each
   split; +inf where none), value [T, 2^D] (Newton leaf values), leaf [n, T], importance [T, K]
@@ -304,21 +309,20 @@ def grow_stage(consts, raw, *, depth: int, multiclass: bool, dtype):
     node = child
   numerator = total / count
   denominator = node_sums(node, (prob * (1.0 - prob))[:, :, None], 2**depth)[0] / count
-  if multiclass:
-    numerator = numerator * ((trees - 1) / trees)
+  numerator = numerator * leaf_scale
   ok = (count > 0) & (jnp.abs(denominator) >= 1e-150)
   value = jnp.where(ok, numerator / jnp.where(ok, denominator, 1.0), 0.0)
   return feature, lo, hi_value, value, node, importance, jnp.isfinite(lo[:, 0]), ties
 
 
 @functools.partial(jax.jit, static_argnames=("n_stages", "depth", "multiclass", "dtype"))
-def fit_stages(consts, init, learning_rate, *, n_stages: int, depth: int, multiclass: bool, dtype: str):
+def fit_stages(consts, init, learning_rate, leaf_scale, *, n_stages: int, depth: int, multiclass: bool, dtype: str):
   """All boosting stages (lax.scan): per stage grow_stage's outputs stacked over stages, leaf excluded."""
   n = consts[0].shape[0]
 
   def stage(raw, _):
     feature, lo, hi, value, leaf, importance, has_split, ties = grow_stage(
-        consts, raw, depth=depth, multiclass=multiclass, dtype=jnp.dtype(dtype))
+        consts, raw, leaf_scale, depth=depth, multiclass=multiclass, dtype=jnp.dtype(dtype))
     raw = raw + learning_rate * jnp.take_along_axis(value.T, leaf, 0)
     return raw, (feature, lo, hi, value, importance, has_split, ties)
 
@@ -369,15 +373,19 @@ def fit_boosted_trees(x, y, *, n_stages: int = 100, max_depth: int = 3, learning
   if n_classes < 2:
     raise ValueError(f"y has {n_classes} class; gradient boosting needs at least 2.")
   multiclass = n_classes > 2
-  trees = n_classes if multiclass else 1
+  # Classes padded to a multiple of TREE_BUCKET share one compiled function: a padding class has
+  # raw −inf, so probability and gradient 0, and its trees never split.
+  trees = -(-n_classes // TREE_BUCKET) * TREE_BUCKET if multiclass else 1
   targets = (codes[:, None] == np.arange(trees) + (not multiclass)).astype(np.float64)
   init = initial_raw(codes, n_classes)
   order_blocked, sorted_x, hi = sorted_features(x32)
   with jax.enable_x64(True):
     consts = tuple(None if a is None else jnp.asarray(a) for a in (x32, order_blocked, sorted_x, hi, targets))
-    out = fit_stages(consts, jnp.asarray(init), jnp.float64(learning_rate), n_stages=n_stages,
-                     depth=max_depth, multiclass=multiclass, dtype=split_dtype)
-    feature, lo, hi_value, value, importance, has_split, ties = (np.asarray(a) for a in out)
+    padded_init = np.concatenate([init, np.full(trees - init.size, -np.inf)])
+    leaf_scale = (n_classes - 1) / n_classes if multiclass else 1.0
+    out = fit_stages(consts, jnp.asarray(padded_init), jnp.float64(learning_rate), jnp.float64(leaf_scale),
+                     n_stages=n_stages, depth=max_depth, multiclass=multiclass, dtype=split_dtype)
+    feature, lo, hi_value, value, importance, has_split, ties = (np.asarray(a)[:, :init.size] for a in out)
   lo, hi_value = lo.astype(np.float64), hi_value.astype(np.float64)
   threshold = lo / 2.0 + hi_value / 2.0
   threshold = np.where((threshold == hi_value) | np.isinf(threshold), lo, threshold)
