@@ -277,7 +277,7 @@ def grow_stage(consts, raw, leaf_scale, *, depth: int, multiclass: bool, dtype):
     width = 2**level
     impurity = sq_total / count - (total / count) ** 2
     active &= (count >= 2) & (impurity > EPSILON)
-    node_pad = jnp.concatenate([node, jnp.full((1, trees), width, jnp.int32)])
+    node_pad = jnp.concatenate([node, jnp.full((1, trees), width, jnp.int32)]).astype(jnp.int8 if depth < 8 else jnp.int32)
     best, f, pos, tied, parent = split_search(g_pad, node_pad, order_blocked, parent, (count, total), active, hi,
                                               dtype, keep_sums=level < depth - 1)
     split = active & jnp.isfinite(best)
