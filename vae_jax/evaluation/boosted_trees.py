@@ -156,8 +156,10 @@ def block_prefix_sums(x):
 
 def node_sums(node, values, width: int):
   """Σ of values [n, T, V] over the samples of each node (node [n, T] in 0..width−1) → [V, T, width]."""
-  onehot = (node[:, :, None] == jnp.arange(width)).astype(values.dtype)
-  return jnp.einsum("ntv,ntw->vtw", values, onehot, precision="highest")
+  n, trees, v = values.shape
+  ids = (node + width * jnp.arange(trees)).ravel()
+  sums = jax.ops.segment_sum(values.reshape(n * trees, v), ids, num_segments=trees * width)
+  return sums.reshape(trees, width, v).transpose(2, 0, 1)
 
 
 def feature_splits(g_k, node_k, parent_k, count, total, active, hi_k, dtype, keep_sums: bool):
