@@ -86,3 +86,8 @@ def test_parallel_gbt_fits_equal_a_serial_loop():
     np.testing.assert_array_equal(a, b)
   trees = GradientBoostingClassifier(random_state=4).fit(x[:60], y[:60, 1])
   np.testing.assert_array_equal(parallel[0][:, 1], trees.feature_importances_)
+
+
+def test_gbt_implementation_setting_is_checked():
+  with pytest.raises(ValueError, match="gbt_implementation"):
+    downstream_task.compute(context(perfect_codes(SMALL["sizes"]), **SMALL, **FAST, gbt_implementation="xgboost"))

@@ -397,3 +397,8 @@ def test_fit_in_threads_returns_results_in_the_order_of_its_items():
 
   assert fit_in_threads(slow_square, range(6), n_jobs=3) == [i * i for i in range(6)]
   assert fit_in_threads(slow_square, [], n_jobs=None) == []
+
+
+def test_gbt_implementation_setting_is_checked():
+  with pytest.raises(ValueError, match="gbt_implementation"):
+    dci.compute(context(perfect_codes(), gbt_implementation="xgboost", score_train_points=50, score_test_points=20))
