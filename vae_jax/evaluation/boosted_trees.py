@@ -162,87 +162,92 @@ def node_sums(node, values, width: int):
   return sums.reshape(trees, width, v).transpose(2, 0, 1)
 
 
-def feature_splits(g_k, node_k, parent_k, count, total, active, hi_k, dtype, keep_sums: bool):
+def node_prefix(history, level: int, u: int, count_root):
+  """(S, C) [B, nb, T]: prefix sums of the gradient and count of node u at `level`, from the
+  left children's prefix sums of every level above (history, feature_splits)."""
+  if level == 0:
+    return history[0][:, 0], count_root
+  half = 2 ** (level - 1)
+  s_left, c_left = history[level][:, u // 2], history[level][:, half + u // 2]
+  if u % 2 == 0:
+    return s_left, c_left
+  s_parent, c_parent = node_prefix(history, level - 1, u // 2, count_root)
+  return s_parent - s_left, c_parent - c_left
+
+
+def feature_splits(g_k, node_k, history, count, total, active, hi_k, dtype):
   """The best split on one feature of every node of every tree at one level.
 
   g_k [B, nb, T]: each tree's gradient in the feature's sorted order (position b·B + i at
-  [i, b]); node_k [B, nb, T]: each sample's node (0..W−1; W for padding); parent_k: (S, C)
-  [B, W/2, nb, T], the previous level's per-node prefix sums of the gradient and of the count
-  (in the layout returned at the previous level; C None after the root); count, total [W, T]:
-  each node's size and gradient sum; active [W, T]: nodes that may split; hi_k [B, nb]: the
-  last position within FEATURE_THRESHOLD of each position's value (None: always itself).
-  Returns (proxy [W, T] (−inf: no valid split), position [W, T] (the first best last-left
-  position), (S, C) [B, W, nb, T] of this level if keep_sums: node 2u + r at r·W/2 + u; at the
-  root (S [B, 1, nb, T], None), C being the position + 1).
+  [i, b]); node_k [B, nb, T]: each sample's node (0..W−1; W for padding); history: per level
+  above, this function's last output; count, total [W, T]: each node's size and gradient sum;
+  active [W, T]: nodes that may split; hi_k [B, nb]: the last position within FEATURE_THRESHOLD
+  of each position's value (None: always itself). Returns (proxy [W, T] (−inf: no valid split),
+  position [W, T] (the first best last-left position), this level's prefix sums: of the root's
+  gradient [B, 1, nb, T] at the root, else of the left children's gradients and counts
+  [B, W, nb, T] (left child u at u and W/2 + u)).
   """
   b, nb, t = g_k.shape
   width = count.shape[0]
 
-  def own(a, slot=lambda w: w):  # a [W, T] or [B, W, nb, T] → [B, nb, T]: each position's entry for its own node.
-    out = jnp.zeros(node_k.shape, a.dtype)
+  def own(a):  # a [W, T] or [W] arrays [B, nb, T] → [B, nb, T]: each position's entry for its own node.
+    out = jnp.zeros(node_k.shape, a[0].dtype)
     for w in range(width):
-      out = jnp.where(node_k == w, a[slot(w)] if a.ndim == 2 else a[:, slot(w)], out)
+      out = jnp.where(node_k == w, a[w], out)
     return out
 
   position_index = (jnp.arange(nb)[None, :] * b + jnp.arange(b)[:, None])[:, :, None]
-  if parent_k is None:
-    s_j = block_prefix_sums(g_k[:, None])[:, 0]
-    c_j = jnp.broadcast_to((position_index + 1).astype(dtype), s_j.shape)
-    sums = (s_j[:, None], None)
-    stored = lambda w: w
+  count_root = (position_index + 1).astype(dtype)
+  if width == 1:
+    prefix = block_prefix_sums(g_k[:, None])
+    s_j, c_j = prefix[:, 0], jnp.broadcast_to(count_root, g_k.shape)
+    c_nodes = None
   else:  # Left children from their own prefix sums, right children as parent minus left.
     half = width // 2
-    parent_slot = lambda u: u if half == 1 else (u % 2) * (half // 2) + u // 2
-    parent_s = jnp.stack([parent_k[0][:, parent_slot(u)] for u in range(half)], 1)
-    parent_c = ((position_index + 1).astype(dtype)[:, None] if parent_k[1] is None
-                else jnp.stack([parent_k[1][:, parent_slot(u)] for u in range(half)], 1))
     left = [node_k == 2 * u for u in range(half)]
     prefix = block_prefix_sums(jnp.stack([jnp.where(m, g_k, 0) for m in left] + [m.astype(dtype) for m in left], 1))
-    s_left, c_left = prefix[:, :half], prefix[:, half:]
-    s_right, c_right = parent_s - s_left, parent_c - c_left
-    sums = (jnp.concatenate([s_left, s_right], 1), jnp.concatenate([c_left, c_right], 1))
-    stored = lambda w: (w % 2) * half + w // 2
-    s_j, c_j = own(sums[0], stored), own(sums[1], stored)
+    level = len(history)
+    nodes = [node_prefix(history + (prefix,), level, w, count_root) for w in range(width)]
+    s_j, c_j = own([n[0] for n in nodes]), own([n[1] for n in nodes])
+    c_nodes = [n[1] for n in nodes]
   count_j, total_j = own(jnp.where(active, count, 0)), own(total)  # Inactive nodes: no valid position.
   valid = c_j < count_j
   if hi_k is not None:  # No sample of the node may lie in (x, x + FEATURE_THRESHOLD].
-    c_hi = (hi_k[:, :, None] + 1).astype(dtype) if sums[1] is None else own(jnp.moveaxis(sums[1][hi_k % b, :, hi_k // b], 2, 1), stored)
-    valid &= c_hi == c_j
+    at_hi = lambda a: a[hi_k % b, hi_k // b]
+    valid &= (at_hi(count_root[:, :, 0])[:, :, None] if c_nodes is None else own([at_hi(c) for c in c_nodes])) == c_j
   s_r, c_r = total_j - s_j, count_j - c_j
-  proxy = s_j * s_j / c_j + s_r * s_r / c_r
-  proxy = jnp.where(valid, proxy, -jnp.inf)
+  proxy = jnp.where(valid, s_j * s_j / c_j + s_r * s_r / c_r, -jnp.inf)
   member = node_k[..., None] == jnp.arange(width)
   segment_max = lambda a, fill: jnp.max(jnp.where(member, a[..., None], fill).reshape(-1, t * width), 0).reshape(t, width).T
   best = segment_max(proxy, -jnp.inf)
   first = jnp.where(proxy == own(best), -position_index.astype(dtype), -b * nb)  # Max of −position: the first.
-  position = (-segment_max(first, -b * nb)).astype(jnp.int32)
-  return best, position, (sums if keep_sums else None)
+  return best, (-segment_max(first, -b * nb)).astype(jnp.int32), prefix
 
 
-def split_search(g_pad, node_pad, order_blocked, parent, stats, active, hi, dtype, keep_sums: bool):
+def split_search(g_pad, node_pad, order_blocked, history, stats, active, hi, dtype):
   """The best split of every node of every tree at one level, over all features.
 
   g_pad [n + 1, T] gradients and node_pad [n + 1, T] nodes (0..W−1) of the samples and of a
-  padding sample (0, W); order_blocked [K, B, nb] (sorted_features); parent: (S, C)
-  [K, B, W/2, nb, T] from the previous level (None at the root); stats: (count, total) [T, W];
-  active [T, W]; hi [K, B, nb] or None. Returns (proxy [T, W] (−inf: no valid split), feature
-  [T, W] (lowest index among the features within TIE_TOLERANCE of the best), position [T, W]
-  (last left position in that feature's order), tied [T, W], (S, C) of this level if keep_sums).
+  padding sample (0, W); order_blocked [K, B, nb] (sorted_features); history: the prefix sums
+  [K, ...] returned at the levels above; stats: (count, total) [T, W]; active [T, W]; hi
+  [K, B, nb] or None. Returns (proxy [T, W] (−inf: no valid split), feature [T, W] (lowest
+  index among the features within TIE_TOLERANCE of the best), position [T, W] (last left
+  position in that feature's order), tied [T, W], this level's prefix sums [K, ...]).
   """
   count, total = (v.T.astype(dtype) for v in stats)
 
   def one_feature(args):
-    order_k, parent_k, hi_k = args
-    return feature_splits(g_pad[order_k], node_pad[order_k], parent_k, count, total, active.T, hi_k, dtype, keep_sums)
+    order_k, history_k, hi_k = args
+    return feature_splits(g_pad[order_k], node_pad[order_k], history_k, count, total, active.T, hi_k, dtype)
 
-  feature_best, feature_position, sums = jax.lax.map(one_feature, (order_blocked, parent, hi))
+  feature_best, feature_position, prefix = jax.lax.map(one_feature, (order_blocked, history, hi))
   feature_best, feature_position = jnp.swapaxes(feature_best, 1, 2), jnp.swapaxes(feature_position, 1, 2)
   best = jnp.max(feature_best, 0)
   tolerance = TIE_TOLERANCE[jnp.dtype(dtype).name]
   near = jnp.isfinite(best) & (feature_best >= best - tolerance * jnp.abs(best))
   feature = jnp.argmax(near.astype(jnp.int8), 0)
   position = jnp.take_along_axis(feature_position, feature[None], 0)[0]
-  return best, feature, position, near.sum(0) > 1, sums
+  return best, feature, position, near.sum(0) > 1, prefix
 
 
 def grow_stage(consts, raw, leaf_scale, *, depth: int, multiclass: bool, dtype):
@@ -273,15 +278,15 @@ def grow_stage(consts, raw, leaf_scale, *, depth: int, multiclass: bool, dtype):
   active = jnp.ones((trees, 1), bool)
   moments = jnp.stack([jnp.ones_like(gradient), gradient, gradient * gradient], -1)
   count, total, sq_total = jnp.full((trees, 1), float(n)), gradient.sum(0)[:, None], moments[:, :, 2].sum(0)[:, None]
-  parent = None
+  history = ()
   rows, cols = jnp.arange(n)[:, None], jnp.arange(trees)[None, :]
   for level in range(depth):
     width = 2**level
     impurity = sq_total / count - (total / count) ** 2
     active &= (count >= 2) & (impurity > EPSILON)
     node_pad = jnp.concatenate([node, jnp.full((1, trees), width, jnp.int32)]).astype(jnp.int8 if depth < 8 else jnp.int32)
-    best, f, pos, tied, parent = split_search(g_pad, node_pad, order_blocked, parent, (count, total), active, hi,
-                                              dtype, keep_sums=level < depth - 1)
+    best, f, pos, tied, prefix = split_search(g_pad, node_pad, order_blocked, history, (count, total), active, hi, dtype)
+    history += (prefix,)
     split = active & jnp.isfinite(best)
     x_lo = sorted_x[f, pos]
     f_of_sample = f[cols, node]
