@@ -314,9 +314,8 @@ def grow_stage(consts, raw, leaf_scale, *, depth: int, multiclass: bool, dtype):
     count, total, sq_total = (jnp.where(active, c, unsplit(p)) for c, p in
                               ((n_child, count), (s_child, total), (sq_child, sq_total)))
     node = child
-  numerator = total / count
+  numerator = leaf_scale * total / count
   denominator = node_sums(node, (prob * (1.0 - prob))[:, :, None], 2**depth)[0] / count
-  numerator = numerator * leaf_scale
   ok = (count > 0) & (jnp.abs(denominator) >= 1e-150)
   value = jnp.where(ok, numerator / jnp.where(ok, denominator, 1.0), 0.0)
   return feature, lo, hi_value, value, node, importance, jnp.isfinite(lo[:, 0]), ties
