@@ -26,7 +26,9 @@ def test_accuracies_are_those_of_sklearns_classifiers_fitted_per_factor():
   x = rng.normal(size=(100, 3))
   y = np.stack([(x[:, 0] > 0).astype(int), np.digitize(x[:, 1] + 0.3 * x[:, 2], [-0.5, 0.5])], 1)
   train, test, constant = downstream_task.factor_accuracies("logistic_regression", x[:70], y[:70], x[70:], y[70:])
-  gbt = downstream_task.factor_accuracies("gbt", x[:70], y[:70], x[70:], y[70:], seed=3)
+  gbt = downstream_task.factor_accuracies("gbt", x[:70], y[:70], x[70:], y[70:], seed=3, gbt_implementation="sklearn")
+  ours = downstream_task.factor_accuracies("gbt", x[:70], y[:70], x[70:], y[70:])  # vae_jax's trees (default)
+  np.testing.assert_allclose(ours[1], gbt[1], atol=0.07)  # 30 test points: ±2
   for i in range(2):
     with warnings.catch_warnings():
       warnings.simplefilter("ignore")
@@ -78,9 +80,14 @@ def test_parallel_gbt_fits_equal_a_serial_loop():
   rng = np.random.default_rng(1)
   x = rng.normal(size=(80, 3))
   y = np.stack([(x[:, 0] > 0).astype(int), np.digitize(x[:, 1], [-0.5, 0.5]), (x[:, 2] > 1).astype(int)], 1)
-  parallel = dci.gbt_per_factor(x[:60], y[:60], x[60:], y[60:], seed=4, n_jobs=3)
-  serial = dci.gbt_per_factor(x[:60], y[:60], x[60:], y[60:], seed=4, n_jobs=1)
+  parallel = dci.gbt_per_factor(x[:60], y[:60], x[60:], y[60:], seed=4, n_jobs=3, implementation="sklearn")
+  serial = dci.gbt_per_factor(x[:60], y[:60], x[60:], y[60:], seed=4, n_jobs=1, implementation="sklearn")
   for a, b in zip(parallel, serial):
     np.testing.assert_array_equal(a, b)
   trees = GradientBoostingClassifier(random_state=4).fit(x[:60], y[:60, 1])
   np.testing.assert_array_equal(parallel[0][:, 1], trees.feature_importances_)
+
+
+def test_gbt_implementation_setting_is_checked():
+  with pytest.raises(ValueError, match="gbt_implementation"):
+    downstream_task.compute(context(perfect_codes(SMALL["sizes"]), **SMALL, **FAST, gbt_implementation="xgboost"))

@@ -208,11 +208,14 @@ def test_dci_gbt_importance_is_sklearns_feature_importance():
   rng = np.random.default_rng(0)
   x = rng.normal(size=(300, 3))
   y = np.stack([(x[:, 0] > 0).astype(int), np.digitize(x[:, 2], [-0.5, 0.5])], axis=1)
-  r, train_acc, test_acc = dci.importance_gbt(x[:200], y[:200], x[200:], y[200:], seed=3)
+  r, train_acc, test_acc = dci.importance_gbt(x[:200], y[:200], x[200:], y[200:], seed=3, implementation="sklearn")
+  ours, _, our_test_acc = dci.importance_gbt(x[:200], y[:200], x[200:], y[200:])  # vae_jax's trees (default)
   for i in range(2):
     model = GradientBoostingClassifier(random_state=3).fit(x[:200], y[:200, i])
     np.testing.assert_allclose(r[:, i], model.feature_importances_)
     assert test_acc[i] == np.mean(model.predict(x[200:]) == y[200:, i])
+  np.testing.assert_allclose(ours, r, atol=0.02)  # Ties go to the lowest code index (boosted_trees).
+  np.testing.assert_allclose(our_test_acc, test_acc, atol=0.03)
   assert np.argmax(r[:, 0]) == 0 and np.argmax(r[:, 1]) == 2
 
 
@@ -394,3 +397,8 @@ def test_fit_in_threads_returns_results_in_the_order_of_its_items():
 
   assert fit_in_threads(slow_square, range(6), n_jobs=3) == [i * i for i in range(6)]
   assert fit_in_threads(slow_square, [], n_jobs=None) == []
+
+
+def test_gbt_implementation_setting_is_checked():
+  with pytest.raises(ValueError, match="gbt_implementation"):
+    dci.compute(context(perfect_codes(), gbt_implementation="xgboost", score_train_points=50, score_test_points=20))

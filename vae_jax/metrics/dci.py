@@ -12,14 +12,22 @@ disentanglement_lib (Eastwood & Williams average the factors).
 
 Two predictors, chosen by the eval setting `dci_importance` (read with a default; the
 config may add it), named in the result's "importance":
-- "gbt" (default, disentanglement_lib): one scikit-learn GradientBoostingClassifier per
-  factor (its defaults: 100 stages, depth 3, learning rate 0.1; random_state from this
-  metric's key), R = |feature_importances_|; informativeness = mean classification accuracy
-  over factors, on the training and the test points. Its cost is one depth-3 tree per class
-  and stage on the 10,000 training points: 100 × (3 + 6 + 40 + 32 + 32) = 11,300 trees on
-  dSprites, minutes on a small CPU (docs/performance.md). The factors are fitted in parallel
-  on threads (the same numbers as a serial loop); no faster predictor is substituted, since
-  scikit-learn's HistGradientBoostingClassifier (binned splits) has no feature_importances_.
+- "gbt" (default, disentanglement_lib): one gradient-boosted-tree classifier per factor,
+  scikit-learn's GradientBoostingClassifier() algorithm (100 stages, depth 3, learning rate
+  0.1), R = |feature_importances_|; informativeness = mean classification accuracy over
+  factors, on the training and the test points. Its cost is one depth-3 tree per class and
+  stage on the 10,000 training points: 100 × (3 + 6 + 40 + 32 + 32) = 11,300 trees on dSprites.
+  The eval setting `gbt_implementation` picks the code:
+  - "vae_jax" (default): vae_jax.evaluation.boosted_trees, the same algorithm in jitted JAX,
+    several times faster. Deviation: where several codes give a node's best split equally
+    well, the lowest code index wins (scikit-learn picks by a feature order drawn from its
+    random_state); such ties change some trees, so R and the accuracies agree with
+    scikit-learn's closely but not exactly (benchmarks/boosted_trees_vs_sklearn.py).
+  - "sklearn": scikit-learn's GradientBoostingClassifier (random_state from this metric's key),
+    as disentanglement_lib; minutes on a small CPU (docs/performance.md), the factors fitted
+    in parallel on threads (the same numbers as a serial loop).
+  No binned predictor is substituted: scikit-learn's HistGradientBoostingClassifier has no
+  feature_importances_.
 - "lasso" (much faster; Eastwood & Williams' linear predictor): codes and factor indices
   standardised with the training points' mean and std, one scikit-learn Lasso per factor
   with α = `dci_lasso_alpha` (default 0.02, our fixed choice: Eastwood & Williams pick α
@@ -37,6 +45,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.stats
 
+from vae_jax.evaluation.boosted_trees import IMPLEMENTATIONS as GBT_IMPLEMENTATIONS
+from vae_jax.evaluation.boosted_trees import gradient_boosting_classifier
 from vae_jax.metrics.base import MetricContext, fit_in_threads
 from vae_jax.metrics.beta_vae_score import NUM_TEST, NUM_TRAIN, metric_rng, scored_factors, setting, train_test_points
 
@@ -47,34 +57,36 @@ EPS = 1e-11  # disentanglement_lib's offset before the entropies.
 
 
 # eval.* settings this metric reads (config keys through vae_jax.metrics.all_settings).
-SETTINGS = {"dci_importance": "gbt", "dci_lasso_alpha": LASSO_ALPHA}
+SETTINGS = {"dci_importance": "gbt", "dci_lasso_alpha": LASSO_ALPHA, "gbt_implementation": "vae_jax"}
 
-def gbt_per_factor(x_train, y_train, x_test, y_test, seed: int = 0, n_jobs: int | None = None):
-  """One scikit-learn GradientBoostingClassifier(random_state=seed) per factor, fitted in parallel.
 
-  x_*: codes [n, K]; y_*: integer factor indices [n, F]. The F fits run on joblib threads
-  (n_jobs: default min(F, CPU cores); scikit-learn builds trees without the GIL), each with the
-  same seed, so the result equals a serial loop. Returns (importances [K, F] =
-  |feature_importances_|, train accuracy [F], test accuracy [F]).
+def gbt_per_factor(x_train, y_train, x_test, y_test, seed: int = 0, n_jobs: int | None = None,
+                   implementation: str = "vae_jax"):
+  """One gradient-boosted-tree classifier (GradientBoostingClassifier() defaults) per factor.
+
+  x_*: codes [n, K]; y_*: integer factor indices [n, F]; implementation: "vae_jax" (jitted
+  JAX, factors one after another: XLA uses every core) or "sklearn" (random_state=seed; the F
+  fits on joblib threads, n_jobs: default min(F, CPU cores), scikit-learn building trees
+  without the GIL; each fit has the same seed, so the result equals a serial loop). Returns
+  (importances [K, F] = |feature_importances_|, train accuracy [F], test accuracy [F]).
   """
-  from sklearn.ensemble import GradientBoostingClassifier
-
   def fit(i):
-    model = GradientBoostingClassifier(random_state=seed).fit(x_train, y_train[:, i])
+    model = gradient_boosting_classifier(implementation, seed).fit(x_train, y_train[:, i])
     return (np.abs(model.feature_importances_), np.mean(model.predict(x_train) == y_train[:, i]),
             np.mean(model.predict(x_test) == y_test[:, i]))
 
-  fits = fit_in_threads(fit, range(y_train.shape[1]), n_jobs)
+  fits = fit_in_threads(fit, range(y_train.shape[1]), 1 if implementation == "vae_jax" else n_jobs)
   return np.stack([r[0] for r in fits], 1), np.array([r[1] for r in fits]), np.array([r[2] for r in fits])
 
 
-def importance_gbt(x_train, y_train, x_test, y_test, seed: int = 0):
+def importance_gbt(x_train, y_train, x_test, y_test, seed: int = 0, implementation: str = "vae_jax"):
   """Gradient-boosted-tree importances, as disentanglement_lib's compute_importance_gbt.
 
-  x_*: codes [n, K]; y_*: integer factor indices [n, F]; seed: the trees' random_state.
-  Returns (R [K, F], train accuracy [F], test accuracy [F]) (gbt_per_factor: factors in parallel).
+  x_*: codes [n, K]; y_*: integer factor indices [n, F]; seed: scikit-learn's random_state;
+  implementation: "vae_jax" or "sklearn" (gbt_per_factor). Returns (R [K, F], train accuracy
+  [F], test accuracy [F]).
   """
-  return gbt_per_factor(x_train, y_train, x_test, y_test, seed)
+  return gbt_per_factor(x_train, y_train, x_test, y_test, seed, implementation=implementation)
 
 
 def standardise(x_train, x_test):
@@ -143,19 +155,24 @@ def completeness(importance: np.ndarray) -> float:
 
 def compute(ctx: MetricContext) -> dict:
   """{"value" (disentanglement), "disentanglement", "completeness", "informativeness_train",
-  "informativeness_test", "informativeness_measure", "importance" (predictor), "importance_matrix"
+  "informativeness_test", "informativeness_measure", "importance" (predictor), "gbt_implementation"
+  (for "gbt"), "importance_matrix"
   [K, F], "disentanglement_per_code" [K], "completeness_per_factor" [F], "informativeness_per_factor"
   [F] (test), "factors", "num_train", "num_test", "test_in_train"}."""
   method = str(setting(ctx, "dci_importance", "gbt"))
   if method not in IMPORTANCES:
     raise ValueError(f"eval.dci_importance={method!r}; use one of {IMPORTANCES}.")
+  implementation = str(setting(ctx, "gbt_implementation", SETTINGS["gbt_implementation"]))
+  if implementation not in GBT_IMPLEMENTATIONS:
+    raise ValueError(f"eval.gbt_implementation={implementation!r}; use one of {GBT_IMPLEMENTATIONS}.")
   factors = scored_factors(ctx)
   rng = metric_rng(ctx.key, SALT)
   num_train = int(setting(ctx, "score_train_points", NUM_TRAIN))
   num_test = int(setting(ctx, "score_test_points", NUM_TEST))
   x_train, y_train, x_test, y_test, overlap = train_test_points(ctx, rng, factors, num_train, num_test)
   if method == "gbt":
-    importance, train, test = importance_gbt(x_train, y_train, x_test, y_test, seed=int(rng.integers(2**31)))
+    importance, train, test = importance_gbt(x_train, y_train, x_test, y_test, seed=int(rng.integers(2**31)),
+                                             implementation=implementation)
     measure = "accuracy"
   else:
     alpha = float(setting(ctx, "dci_lasso_alpha", LASSO_ALPHA))
@@ -170,6 +187,7 @@ def compute(ctx: MetricContext) -> dict:
       "informativeness_test": float(np.mean(test)),
       "informativeness_measure": measure,
       "importance": method,
+      **({"gbt_implementation": implementation} if method == "gbt" else {}),
       "importance_matrix": importance.tolist(),
       "disentanglement_per_code": disentanglement_per_code(importance).tolist(),
       "completeness_per_factor": completeness_per_factor(importance).tolist(),

@@ -9,10 +9,15 @@ factor fitted on their posterior means and factor indices, accuracy on `downstre
 (5,000) test rows. Predictors (`downstream_predictors`):
 - "logistic_regression": scikit-learn LogisticRegressionCV(Cs=10, cv=KFold(5)) (its other
   defaults: lbfgs, max_iter 100), disentanglement_lib's logistic_regression_cv;
-- "gbt": scikit-learn GradientBoostingClassifier() with its defaults (100 stages, depth 3,
-  learning rate 0.1; random_state from this metric's key), disentanglement_lib's
-  gradient_boosting_classifier. Its cost grows with the number of classes (one tree per class
-  and stage: 113 per stage on dSprites) and dominates the suite's time (docs/performance.md).
+- "gbt": GradientBoostingClassifier() with scikit-learn's defaults (100 stages, depth 3,
+  learning rate 0.1), disentanglement_lib's gradient_boosting_classifier. Its cost grows with
+  the number of classes (one tree per class and stage: 113 per stage on dSprites). The eval
+  setting `gbt_implementation` (shared with DCI) picks the code: "vae_jax" (default;
+  vae_jax.evaluation.boosted_trees, the same algorithm in jitted JAX, several times faster;
+  deviation: where several codes give a node's best split equally well the lowest code index
+  wins, where scikit-learn picks by a feature order drawn from its random_state, so the
+  accuracies agree closely but not exactly) or "sklearn" (scikit-learn's, random_state from
+  this metric's key; it dominates the suite's time, docs/performance.md).
 Sample efficiency (disentanglement_lib's ratio): mean test accuracy at 100 training points
 divided by mean test accuracy at 10,000 (`downstream_efficiency_sizes`); None if a size is absent.
 
@@ -28,6 +33,8 @@ import warnings
 
 import numpy as np
 
+from vae_jax.evaluation.boosted_trees import IMPLEMENTATIONS as GBT_IMPLEMENTATIONS
+from vae_jax.evaluation.boosted_trees import gradient_boosting_classifier
 from vae_jax.metrics.base import MetricContext, fit_in_threads
 from vae_jax.metrics.beta_vae_score import labelled_points, metric_rng, scored_factors, setting
 
@@ -36,27 +43,29 @@ PREDICTORS = ("logistic_regression", "gbt")
 
 # eval.* settings this metric reads (config keys through vae_jax.metrics.all_settings).
 SETTINGS = {"downstream_train_sizes": (10, 100, 1000, 10_000), "downstream_test_points": 5000,
-            "downstream_predictors": PREDICTORS, "downstream_efficiency_sizes": (100, 10_000)}
+            "downstream_predictors": PREDICTORS, "downstream_efficiency_sizes": (100, 10_000),
+            "gbt_implementation": "vae_jax"}
 
 
-def make_predictor(name: str, seed: int):
-  """A fresh scikit-learn classifier: disentanglement_lib's logistic_regression_cv or gradient_boosting_classifier."""
-  from sklearn.ensemble import GradientBoostingClassifier
+def make_predictor(name: str, seed: int, gbt_implementation: str = "vae_jax"):
+  """A fresh classifier: disentanglement_lib's logistic_regression_cv (scikit-learn) or
+  gradient_boosting_classifier (gbt_implementation "vae_jax" or "sklearn")."""
   from sklearn.linear_model import LogisticRegressionCV
   from sklearn.model_selection import KFold
 
   if name == "logistic_regression":
     return LogisticRegressionCV(Cs=10, cv=KFold(n_splits=5))
   if name == "gbt":
-    return GradientBoostingClassifier(random_state=seed)
+    return gradient_boosting_classifier(gbt_implementation, seed)
   raise ValueError(f"Unknown downstream predictor {name!r}; use one of {PREDICTORS}.")
 
 
-def factor_accuracies(name: str, x_train, y_train, x_test, y_test, seed: int = 0):
+def factor_accuracies(name: str, x_train, y_train, x_test, y_test, seed: int = 0, gbt_implementation: str = "vae_jax"):
   """(train accuracy [F], test accuracy [F], constant [F] bool) of one classifier per factor.
 
   x_*: codes [n, K]; y_*: integer factor indices [n, F]. A factor with a single value in
-  y_train is predicted as that value (constant True).
+  y_train is predicted as that value (constant True). The scikit-learn fits run on threads;
+  the JAX trees one factor after another (XLA uses every core).
   """
   f = y_train.shape[1]
   train, test, constant = np.zeros(f), np.zeros(f), np.zeros(f, bool)
@@ -66,13 +75,13 @@ def factor_accuracies(name: str, x_train, y_train, x_test, y_test, seed: int = 0
     train[i], test[i] = 1.0, float(np.mean(y_test[:, i] == y_train[0, i]))
 
   def fit(i):
-    model = make_predictor(name, seed).fit(x_train, y_train[:, i])
+    model = make_predictor(name, seed, gbt_implementation).fit(x_train, y_train[:, i])
     return np.mean(model.predict(x_train) == y_train[:, i]), np.mean(model.predict(x_test) == y_test[:, i])
 
   # Warning filters are process-wide: set once here, not inside the threads.
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # lbfgs convergence and KFold folds that miss a class, as in disentanglement_lib.
-    accuracies = fit_in_threads(fit, varying)
+    accuracies = fit_in_threads(fit, varying, 1 if name == "gbt" and gbt_implementation == "vae_jax" else None)
   for i, (train_accuracy, test_accuracy) in zip(varying, accuracies):
     train[i], test[i] = train_accuracy, test_accuracy
   return train, test, constant
@@ -90,7 +99,8 @@ def compute(ctx: MetricContext) -> dict:
   """{"value" (the first predictor's mean test accuracy at the largest size), predictor name:
   {"sizes": {str(size): {"mean_train_accuracy", "mean_test_accuracy", "min_test_accuracy",
   "test_accuracy" [F], "train_accuracy" [F], "test_in_train"}}, "sample_efficiency"},
-  "predictors", "factors", "train_sizes", "num_test", "efficiency_sizes", "constant_predictions"}."""
+  "predictors", "factors", "train_sizes", "num_test", "gbt_implementation", "efficiency_sizes",
+  "constant_predictions"}."""
   factors = scored_factors(ctx)
   rng = metric_rng(ctx.key, SALT)
   sizes = [int(s) for s in setting(ctx, "downstream_train_sizes", SETTINGS["downstream_train_sizes"])]
@@ -100,6 +110,9 @@ def compute(ctx: MetricContext) -> dict:
   unknown = [p for p in predictors if p not in PREDICTORS]
   if unknown or not predictors:
     raise ValueError(f"eval.downstream_predictors={predictors!r}; use names from {PREDICTORS}.")
+  implementation = str(setting(ctx, "gbt_implementation", SETTINGS["gbt_implementation"]))
+  if implementation not in GBT_IMPLEMENTATIONS:
+    raise ValueError(f"eval.gbt_implementation={implementation!r}; use one of {GBT_IMPLEMENTATIONS}.")
   n = ctx.posterior.mean.shape[0]
   test_rows = rng.integers(n, size=num_test)
   x_test, y_test = labelled_points(ctx, test_rows, factors)
@@ -107,12 +120,13 @@ def compute(ctx: MetricContext) -> dict:
   seed = int(rng.integers(2**31))
   names = [ctx.dataset.factor_names[f] for f in factors]
   out = {"predictors": list(predictors), "factors": names, "train_sizes": sizes, "num_test": num_test,
+         "gbt_implementation": implementation,
          "efficiency_sizes": list(efficiency_sizes), "constant_predictions": []}
   for predictor in predictors:
     per_size = {}
     for s in sizes:
       x_train, y_train = labelled_points(ctx, train_rows[s], factors)
-      train, test, constant = factor_accuracies(predictor, x_train, y_train, x_test, y_test, seed)
+      train, test, constant = factor_accuracies(predictor, x_train, y_train, x_test, y_test, seed, implementation)
       per_size[str(s)] = {"mean_train_accuracy": float(train.mean()), "mean_test_accuracy": float(test.mean()),
                           "min_test_accuracy": float(test.min()), "train_accuracy": train.tolist(),
                           "test_accuracy": test.tolist(),
