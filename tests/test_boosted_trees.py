@@ -71,3 +71,12 @@ def test_classifier_choice():
     boosted_trees.gradient_boosting_classifier("xgboost")
   with pytest.raises(ValueError, match="2"):
     fit_boosted_trees(np.zeros((4, 2)), np.ones(4))
+
+
+def test_auto_uses_the_jax_trees_from_auto_min_points_on():
+  assert boosted_trees.resolve_implementation("auto", boosted_trees.AUTO_MIN_POINTS) == "vae_jax"
+  assert boosted_trees.resolve_implementation("auto", boosted_trees.AUTO_MIN_POINTS - 1) == "sklearn"
+  assert boosted_trees.resolve_implementation("sklearn", 10**6) == "sklearn"
+  assert boosted_trees.resolve_implementation("vae_jax", 10) == "vae_jax"
+  with pytest.raises(ValueError, match="gbt_implementation='xgb'"):
+    boosted_trees.resolve_implementation("xgb", 10)

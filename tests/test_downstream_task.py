@@ -27,7 +27,7 @@ def test_accuracies_are_those_of_sklearns_classifiers_fitted_per_factor():
   y = np.stack([(x[:, 0] > 0).astype(int), np.digitize(x[:, 1] + 0.3 * x[:, 2], [-0.5, 0.5])], 1)
   train, test, constant = downstream_task.factor_accuracies("logistic_regression", x[:70], y[:70], x[70:], y[70:])
   gbt = downstream_task.factor_accuracies("gbt", x[:70], y[:70], x[70:], y[70:], seed=3, gbt_implementation="sklearn")
-  ours = downstream_task.factor_accuracies("gbt", x[:70], y[:70], x[70:], y[70:])  # vae_jax's trees (default)
+  ours = downstream_task.factor_accuracies("gbt", x[:70], y[:70], x[70:], y[70:], gbt_implementation="vae_jax")
   np.testing.assert_allclose(ours[1], gbt[1], atol=0.07)  # 30 test points: ±2
   for i in range(2):
     with warnings.catch_warnings():

@@ -209,7 +209,7 @@ def test_dci_gbt_importance_is_sklearns_feature_importance():
   x = rng.normal(size=(300, 3))
   y = np.stack([(x[:, 0] > 0).astype(int), np.digitize(x[:, 2], [-0.5, 0.5])], axis=1)
   r, train_acc, test_acc = dci.importance_gbt(x[:200], y[:200], x[200:], y[200:], seed=3, implementation="sklearn")
-  ours, _, our_test_acc = dci.importance_gbt(x[:200], y[:200], x[200:], y[200:])  # vae_jax's trees (default)
+  ours, _, our_test_acc = dci.importance_gbt(x[:200], y[:200], x[200:], y[200:], implementation="vae_jax")
   for i in range(2):
     model = GradientBoostingClassifier(random_state=3).fit(x[:200], y[:200, i])
     np.testing.assert_allclose(r[:, i], model.feature_importances_)

@@ -404,7 +404,20 @@ def fit_boosted_trees(x, y, *, n_stages: int = 100, max_depth: int = 3, learning
   return BoostedTrees(classes, init, feature, threshold, value, float(learning_rate), importances, int(ties.sum()))
 
 
-IMPLEMENTATIONS = ("vae_jax", "sklearn")
+IMPLEMENTATIONS = ("auto", "vae_jax", "sklearn")
+# "auto" fits below this many points with scikit-learn: its fit then takes well under a second,
+# less than compiling the JAX trees for one more shape (5-10 s on a 2-core CPU).
+AUTO_MIN_POINTS = 1000
+
+
+def resolve_implementation(implementation: str, num_points: int) -> str:
+  """The code that fits `num_points` training points: "vae_jax" or "sklearn" ("auto": the JAX
+  trees from AUTO_MIN_POINTS points on, scikit-learn below)."""
+  if implementation not in IMPLEMENTATIONS:
+    raise ValueError(f"eval.gbt_implementation={implementation!r}; use one of {IMPLEMENTATIONS}.")
+  if implementation == "auto":
+    return "vae_jax" if num_points >= AUTO_MIN_POINTS else "sklearn"
+  return implementation
 
 
 @dataclasses.dataclass
@@ -437,7 +450,7 @@ def gradient_boosting_classifier(implementation: str, seed: int = 0):
   (BoostedTreesClassifier; exact feature ties go to the lowest index) or "sklearn"
   (scikit-learn's, random_state=seed). Both have fit(x, y) → self, predict(x) and, once fitted,
   feature_importances_."""
-  if implementation == "vae_jax":
+  if implementation in ("vae_jax", "auto"):  # "auto" is resolved by the caller, which knows the size.
     return BoostedTreesClassifier()
   if implementation == "sklearn":
     from sklearn.ensemble import GradientBoostingClassifier

@@ -12,12 +12,14 @@ factor fitted on their posterior means and factor indices, accuracy on `downstre
 - "gbt": GradientBoostingClassifier() with scikit-learn's defaults (100 stages, depth 3,
   learning rate 0.1), disentanglement_lib's gradient_boosting_classifier. Its cost grows with
   the number of classes (one tree per class and stage: 113 per stage on dSprites). The eval
-  setting `gbt_implementation` (shared with DCI) picks the code: "vae_jax" (default;
-  vae_jax.evaluation.boosted_trees, the same algorithm in jitted JAX, several times faster;
+  setting `gbt_implementation` (shared with DCI) picks the code: "vae_jax"
+  (vae_jax.evaluation.boosted_trees, the same algorithm in jitted JAX, several times faster;
   deviation: where several codes give a node's best split equally well the lowest code index
   wins, where scikit-learn picks by a feature order drawn from its random_state, so the
-  accuracies agree closely but not exactly) or "sklearn" (scikit-learn's, random_state from
-  this metric's key; it dominates the suite's time, docs/performance.md).
+  accuracies agree closely but not exactly), "sklearn" (scikit-learn's, random_state from
+  this metric's key; it dominates the suite's time, docs/performance.md) or "auto" (default:
+  the JAX trees for sizes of at least 1,000 points, scikit-learn's below, where its fit is
+  faster than compiling the JAX trees for another shape).
 Sample efficiency (disentanglement_lib's ratio): mean test accuracy at 100 training points
 divided by mean test accuracy at 10,000 (`downstream_efficiency_sizes`); None if a size is absent.
 
@@ -33,8 +35,8 @@ import warnings
 
 import numpy as np
 
-from vae_jax.evaluation.boosted_trees import IMPLEMENTATIONS as GBT_IMPLEMENTATIONS
 from vae_jax.evaluation.boosted_trees import gradient_boosting_classifier
+from vae_jax.evaluation.boosted_trees import resolve_implementation
 from vae_jax.metrics.base import MetricContext, fit_in_threads
 from vae_jax.metrics.beta_vae_score import labelled_points, metric_rng, scored_factors, setting
 
@@ -44,10 +46,10 @@ PREDICTORS = ("logistic_regression", "gbt")
 # eval.* settings this metric reads (config keys through vae_jax.metrics.all_settings).
 SETTINGS = {"downstream_train_sizes": (10, 100, 1000, 10_000), "downstream_test_points": 5000,
             "downstream_predictors": PREDICTORS, "downstream_efficiency_sizes": (100, 10_000),
-            "gbt_implementation": "vae_jax"}
+            "gbt_implementation": "auto"}
 
 
-def make_predictor(name: str, seed: int, gbt_implementation: str = "vae_jax"):
+def make_predictor(name: str, seed: int, gbt_implementation: str = "auto"):
   """A fresh classifier: disentanglement_lib's logistic_regression_cv (scikit-learn) or
   gradient_boosting_classifier (gbt_implementation "vae_jax" or "sklearn")."""
   from sklearn.linear_model import LogisticRegressionCV
@@ -60,7 +62,7 @@ def make_predictor(name: str, seed: int, gbt_implementation: str = "vae_jax"):
   raise ValueError(f"Unknown downstream predictor {name!r}; use one of {PREDICTORS}.")
 
 
-def factor_accuracies(name: str, x_train, y_train, x_test, y_test, seed: int = 0, gbt_implementation: str = "vae_jax"):
+def factor_accuracies(name: str, x_train, y_train, x_test, y_test, seed: int = 0, gbt_implementation: str = "auto"):
   """(train accuracy [F], test accuracy [F], constant [F] bool) of one classifier per factor.
 
   x_*: codes [n, K]; y_*: integer factor indices [n, F]. A factor with a single value in
@@ -73,6 +75,8 @@ def factor_accuracies(name: str, x_train, y_train, x_test, y_test, seed: int = 0
   for i in set(range(f)) - set(varying):
     constant[i] = True
     train[i], test[i] = 1.0, float(np.mean(y_test[:, i] == y_train[0, i]))
+
+  gbt_implementation = resolve_implementation(gbt_implementation, x_train.shape[0])
 
   def fit(i):
     model = make_predictor(name, seed, gbt_implementation).fit(x_train, y_train[:, i])
@@ -111,8 +115,7 @@ def compute(ctx: MetricContext) -> dict:
   if unknown or not predictors:
     raise ValueError(f"eval.downstream_predictors={predictors!r}; use names from {PREDICTORS}.")
   implementation = str(setting(ctx, "gbt_implementation", SETTINGS["gbt_implementation"]))
-  if implementation not in GBT_IMPLEMENTATIONS:
-    raise ValueError(f"eval.gbt_implementation={implementation!r}; use one of {GBT_IMPLEMENTATIONS}.")
+  resolve_implementation(implementation, 0)  # Checked before any point is drawn.
   n = ctx.posterior.mean.shape[0]
   test_rows = rng.integers(n, size=num_test)
   x_test, y_test = labelled_points(ctx, test_rows, factors)
