@@ -30,6 +30,7 @@ ARMS = {
     "mss_lecun": dict(estimator="mss", init="lecun"),
     "mss_width600": dict(estimator="mss", mlp_width=600, steps_factor=2),
     "mss_batch1024": dict(estimator="mss", batch=1024, steps_factor=0.25),
+    "mws_beta10": dict(beta=10.0),
 }
 BASE_STEPS = 2_500
 
@@ -40,7 +41,7 @@ def run_config(protocol: str, arm: str):
   config = base_config()
   config.seed = 0
   config.loss.objective = "betatcvae"
-  config.loss.beta = 6.0
+  config.loss.beta = a.get("beta", 6.0)
   config.loss.estimator = a.get("estimator", "mws")
   config.model.architecture = "mlp"
   config.model.mlp_width = a.get("mlp_width", 1200)
