@@ -56,6 +56,10 @@ def test_perfect_codes_are_predicted_from_many_points_and_random_codes_at_chance
     assert perfect[predictor]["sample_efficiency"] == pytest.approx(ratio)
     assert sizes["10"]["mean_test_accuracy"] <= sizes["120"]["mean_test_accuracy"]
   assert perfect["factors"] == ["a", "b"] and perfect["train_sizes"] == [10, 120]
+  # "auto" fits sizes below AUTO_MIN_POINTS with scikit-learn, and each size records what fitted it.
+  assert perfect["gbt_implementation"] == "auto"
+  assert [sizes["fitted_with"] for sizes in perfect["gbt"]["sizes"].values()] == ["sklearn", "sklearn"]
+  assert "fitted_with" not in perfect["logistic_regression"]["sizes"]["10"]
   assert perfect["num_test"] == 150 and perfect["value"] == perfect["logistic_regression"]["sizes"]["120"]["mean_test_accuracy"]
   json.dumps(perfect)
   s = downstream_task.scalars(perfect)

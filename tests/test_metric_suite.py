@@ -173,6 +173,7 @@ def test_dci_perfect_random_rotated(importance):
   assert noise["disentanglement"] < 0.5  # chance: no structure, importances spread (D → 0 with more data)
   if importance == "gbt":
     assert perfect["informativeness_test"] == 1.0 and "dci_informativeness" in dci.scalars(perfect)
+    assert perfect["gbt_implementation"] == "auto" and perfect["gbt_fitted_with"] == "sklearn"  # 400 < AUTO_MIN_POINTS
   else:
     assert perfect["informativeness_test"] < 0.05 and "dci_nrmse" in dci.scalars(perfect)
     assert noise["informativeness_test"] > 0.9  # chance: NRMSE ≈ 1

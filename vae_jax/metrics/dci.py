@@ -87,8 +87,9 @@ def importance_gbt(x_train, y_train, x_test, y_test, seed: int = 0, implementati
   """Gradient-boosted-tree importances, as disentanglement_lib's compute_importance_gbt.
 
   x_*: codes [n, K]; y_*: integer factor indices [n, F]; seed: scikit-learn's random_state;
-  implementation: "vae_jax" or "sklearn" (gbt_per_factor). Returns (R [K, F], train accuracy
-  [F], test accuracy [F]).
+  implementation: "auto" (the JAX trees from AUTO_MIN_POINTS training points on, scikit-learn
+  below), "vae_jax" or "sklearn" (gbt_per_factor). Returns (R [K, F], train accuracy [F], test
+  accuracy [F]).
   """
   return gbt_per_factor(x_train, y_train, x_test, y_test, seed, implementation=implementation)
 
@@ -160,7 +161,7 @@ def completeness(importance: np.ndarray) -> float:
 def compute(ctx: MetricContext) -> dict:
   """{"value" (disentanglement), "disentanglement", "completeness", "informativeness_train",
   "informativeness_test", "informativeness_measure", "importance" (predictor), "gbt_implementation"
-  (for "gbt"), "importance_matrix"
+  (for "gbt": the setting) and "gbt_fitted_with" (the code that fitted: "vae_jax" or "sklearn"), "importance_matrix"
   [K, F], "disentanglement_per_code" [K], "completeness_per_factor" [F], "informativeness_per_factor"
   [F] (test), "factors", "num_train", "num_test", "test_in_train"}."""
   method = str(setting(ctx, "dci_importance", "gbt"))
@@ -190,7 +191,8 @@ def compute(ctx: MetricContext) -> dict:
       "informativeness_test": float(np.mean(test)),
       "informativeness_measure": measure,
       "importance": method,
-      **({"gbt_implementation": implementation} if method == "gbt" else {}),
+      **({"gbt_implementation": implementation, "gbt_fitted_with": resolve_implementation(implementation, num_train)}
+         if method == "gbt" else {}),
       "importance_matrix": importance.tolist(),
       "disentanglement_per_code": disentanglement_per_code(importance).tolist(),
       "completeness_per_factor": completeness_per_factor(importance).tolist(),

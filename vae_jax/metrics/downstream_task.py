@@ -102,7 +102,8 @@ def sample_efficiency(per_size: dict, sizes) -> float | None:
 def compute(ctx: MetricContext) -> dict:
   """{"value" (the first predictor's mean test accuracy at the largest size), predictor name:
   {"sizes": {str(size): {"mean_train_accuracy", "mean_test_accuracy", "min_test_accuracy",
-  "test_accuracy" [F], "train_accuracy" [F], "test_in_train"}}, "sample_efficiency"},
+  "test_accuracy" [F], "train_accuracy" [F], "test_in_train", and for "gbt" "fitted_with" (the code
+  that fitted at this size: "vae_jax" or "sklearn")}}, "sample_efficiency"},
   "predictors", "factors", "train_sizes", "num_test", "gbt_implementation", "efficiency_sizes",
   "constant_predictions"}."""
   factors = scored_factors(ctx)
@@ -133,7 +134,8 @@ def compute(ctx: MetricContext) -> dict:
       per_size[str(s)] = {"mean_train_accuracy": float(train.mean()), "mean_test_accuracy": float(test.mean()),
                           "min_test_accuracy": float(test.min()), "train_accuracy": train.tolist(),
                           "test_accuracy": test.tolist(),
-                          "test_in_train": float(np.isin(test_rows, train_rows[s]).mean())}
+                          "test_in_train": float(np.isin(test_rows, train_rows[s]).mean()),
+                          **({"fitted_with": resolve_implementation(implementation, s)} if predictor == "gbt" else {})}
       out["constant_predictions"] += [f"{predictor} {s} {names[i]}" for i in np.flatnonzero(constant)]
     out[predictor] = {"sizes": per_size, "sample_efficiency": sample_efficiency(per_size, efficiency_sizes)}
   out["value"] = out[predictors[0]]["sizes"][str(max(sizes))]["mean_test_accuracy"]
