@@ -105,3 +105,18 @@ def test_labels_and_order_come_from_the_objectives():
             for i, k in enumerate(keys)]
   order = [key[2] for key in report.group_models(models)]
   assert order == ["vae", "betatcvae/mss", "factorvae", "dipvae_ii", "annealedvae"]
+
+
+def test_beta_tcvae_minus_beta_vae_at_each_beta(tmp_path):
+  tc6, bv6 = [0.30, 0.35, 0.40, 0.45, 0.50], [0.05, 0.10, 0.15, 0.20, 0.25]
+  write_run(tmp_path / "tc", "betatcvae", [6] * 5 + [2] * 2, tc6 + [0.1, 0.2], [0.1] * 7)
+  write_run(tmp_path / "bv", "betavae", [6] * 5 + [4] * 2, bv6 + [0.1, 0.2], [0.1] * 7)
+  result = report.write_report([str(tmp_path / "tc"), str(tmp_path / "bv")], str(tmp_path / "out"))
+  pairs = report.tc_vs_beta_vae(result["groups"])
+  assert [(dict(tc[3])["beta"], dict(bv[3])["beta"]) for tc, bv in pairs] == [(6.0, 6.0)]  # β = 2 and 4 unmatched.
+  table = open(result["table"]).read()
+  row = next(line for line in table.splitlines() if line.startswith("| β-TCVAE (MWS) β=6 | β-VAE β=6 | 5 vs 5 |"))
+  cells = [c.strip() for c in row.split("|")[4:-1]]
+  assert cells[0].startswith("+0.250 [")  # median 0.40 − median 0.15
+  assert float(cells[1]) == pytest.approx(2 / 252, abs=5e-4)  # Completely separated 5 vs 5 (3 decimals).
+  assert cells[2].startswith("+0.000 [+0.000, +0.000]") and float(cells[3]) == 1.0  # Equal histogram MIGs.

@@ -17,7 +17,7 @@ FIGURE5 = str(REPO / "experiments" / "figure5_dsprites" / "sweep.py")
 def test_load_sweep_errors_say_what_to_fix(tmp_path):
   with pytest.raises(sweep.SweepError, match="does not exist"):
     sweep.load_sweep(str(tmp_path / "nope.py"), "cpu")
-  with pytest.raises(sweep.SweepError, match="no protocol 'gpu'.*'cpu', 'accelerator', 'test'"):
+  with pytest.raises(sweep.SweepError, match="no protocol 'gpu'.*'cpu', 'cpu_v2', 'accelerator', 'test'"):
     sweep.load_sweep(FIGURE5, "gpu")
   bare = tmp_path / "bare.py"
   bare.write_text("X = 1\n")
@@ -68,6 +68,20 @@ def test_figure5_cpu_protocol_is_the_issue_s_study():
   # The same number of images for every model.
   assert len({c.num_train_steps * c.batch_size for c in runs.values()}) == 1
   assert runs["betatcvae"].loss.objective == "betatcvae" and runs["betavae"].loss.objective == "betavae"
+
+
+def test_figure5_cpu_v2_protocol_has_five_paired_seeds_per_cell():
+  runs = sweep.load_sweep(FIGURE5, "cpu_v2")
+  cells = {name: _members(config) for name, config in runs.items()}
+  assert cells["vae"] == [(s, None) for s in range(5)]
+  for beta in (2, 4, 6, 8):
+    for objective in ("betavae", "betatcvae"):
+      assert cells[f"{objective}_beta{beta}"] == [(s, float(beta)) for s in range(5)]  # Seeds 0-4 in every cell.
+      assert runs[f"{objective}_beta{beta}"].loss.objective == objective
+  assert len(runs) == 9
+  for config in runs.values():
+    assert (config.num_train_steps, config.batch_size, config.model.architecture) == (2_500, 256, "mlp")
+    assert config.loss.estimator == "mws" and config.eval.final == "full"
 
 
 def test_figure5_accelerator_protocol_needs_no_tensorflow():

@@ -11,6 +11,12 @@ and one draws the figure and the table from the committed results:
     python -m vae_jax.report experiments/figure5_dsprites/results/cpu --out=experiments/figure5_dsprites
 
 Protocols:
+  cpu_v2:       the power study: Chen et al.'s MLP, the recipe study's length (2,500 steps
+                of 256, experiments/recipe_dsprites/); VAE, β-VAE and β-TCVAE (MWS) at
+                β ∈ {2, 4, 6, 8}, 5 seeds each (45 models), one run per (objective, β) with
+                seeds 0–4 in every cell, so every comparison is between the same five
+                initialisations and data orders. Runs are named <objective>_beta<β>
+                (the VAE: vae).
   cpu:          Chen et al.'s MLP networks; VAE (β = 1), β-VAE and β-TCVAE (MWS) at
                 β ∈ {4, 8}, FactorVAE at γ = β − 1 ∈ {3, 7}, DIP-VAE-I and -II at
                 λ_od = 10, AnnealedVAE at C_max = 25 nats (γ = 1,000, C rising over the
@@ -33,12 +39,13 @@ excluded), the histogram MIG, the ELBO decomposition and the likelihood.
 
 from vae_jax.configlib import base_config, shrink_to_test_size
 
-PROTOCOLS = ("cpu", "accelerator", "test")
+PROTOCOLS = ("cpu", "cpu_v2", "accelerator", "test")
 OBJECTIVES = ("vae", "betavae", "betatcvae", "factorvae", "dipvae_i", "dipvae_ii", "annealedvae")
 
 _SETTINGS = {
     #              betas, seeds, architecture, steps, batch
     "cpu": dict(betas=(4.0, 8.0), seeds=3, architecture="mlp", steps=2_500, batch=256),
+    "cpu_v2": dict(betas=(2.0, 4.0, 6.0, 8.0), seeds=5, architecture="mlp", steps=2_500, batch=256, paired=True),
     "accelerator": dict(betas=(1.0, 2.0, 4.0, 6.0, 8.0, 10.0), seeds=5, architecture="conv64", steps=30_000,
                         batch=256),
     "test": dict(betas=(4.0,), seeds=2, architecture="mlp", steps=4, batch=16),
@@ -46,6 +53,7 @@ _SETTINGS = {
 # The swept hyperparameter of the objectives without β, per protocol: (name, values).
 _ZOO = {
     "cpu": dict(dipvae=("lambda_od", (10.0,)), annealedvae=("c_max", (25.0,))),
+    "cpu_v2": dict(dipvae=("lambda_od", (10.0,)), annealedvae=("c_max", (25.0,))),
     "accelerator": dict(dipvae=("lambda_od", (1.0, 10.0, 100.0)), annealedvae=("c_max", (5.0, 25.0, 50.0))),
     "test": dict(dipvae=("lambda_od", (10.0,)), annealedvae=("c_max", (25.0,))),
 }
@@ -67,13 +75,14 @@ def swept_hparam(protocol: str, objective: str) -> tuple[str, tuple[float, ...]]
 
 def run_config(protocol: str, objective: str, value_index: int | None = None):
   """The config of one run: an ensemble over every (hyperparameter, seed) pair of
-  `objective`, or over the seeds of its `value_index`-th value only."""
+  `objective`, or over the seeds of its `value_index`-th value only (seeds 0.. in a paired
+  protocol, else that value's block in a whole-grid run)."""
   s = _SETTINGS[protocol]
   hparam, values = swept_hparam(protocol, objective)
   config = base_config()
   config.seed = 0
-  if value_index is not None:  # The same seeds as that value's block in a whole-grid run.
-    config.seed = value_index * s["seeds"]
+  if value_index is not None:
+    config.seed = 0 if s.get("paired") else value_index * s["seeds"]
     values = values[value_index:value_index + 1]
   config.loss.objective = objective
   config.loss.estimator = "mws"
@@ -107,9 +116,17 @@ _CPU_ZOO_RUNS = (("dipvae_i", 0), ("annealedvae", 0), ("dipvae_ii", 0), ("factor
 
 def get_sweep(protocol: str):
   """{run name: config} for `protocol`: one ensemble run per objective (test: the first
-  three; cpu: the zoo's objectives one run per value, named <objective>_<hyperparameter><value>)."""
+  three; cpu: the zoo's objectives one run per value, named <objective>_<hyperparameter><value>;
+  cpu_v2: the VAE, then β-TCVAE and β-VAE one run per β)."""
   if protocol == "test":
     return {objective: run_config(protocol, objective) for objective in OBJECTIVES[:3]}
+  if protocol == "cpu_v2":  # One run per β (about 45 min each on the 2-core CPU), the largest β first.
+    runs = {"vae": run_config(protocol, "vae")}
+    betas = _SETTINGS[protocol]["betas"]
+    for i in reversed(range(len(betas))):
+      for objective in ("betatcvae", "betavae"):
+        runs[f"{objective}_beta{betas[i]:g}"] = run_config(protocol, objective, i)
+    return runs
   if protocol != "cpu":
     return {objective: run_config(protocol, objective) for objective in OBJECTIVES}
   runs = {objective: run_config(protocol, objective) for objective in OBJECTIVES[:3]}

@@ -18,6 +18,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from vae_jax.statistics import bootstrap_median_difference
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BASELINE = "mws"
 THRESHOLD = 0.2
@@ -37,13 +39,6 @@ def load(results_dir: str) -> dict[str, dict]:
 def final_migs(record: dict) -> np.ndarray:
   """Full-grid Chen MIG of every member [S]."""
   return np.asarray([m["mig"]["value"] for m in record["members"]], np.float64)
-
-
-def bootstrap_median_difference(a: np.ndarray, b: np.ndarray, *, reps: int = 10_000, seed: int = 0):
-  """95% percentile-bootstrap interval of median(a) − median(b), resampling each group's seeds."""
-  rng = np.random.default_rng(seed)
-  diffs = np.median(rng.choice(a, (reps, a.size)), 1) - np.median(rng.choice(b, (reps, b.size)), 1)
-  return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
 
 
 def training_minutes_per_model(record: dict) -> float:
