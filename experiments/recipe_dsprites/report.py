@@ -2,7 +2,8 @@
 
     python experiments/recipe_dsprites/report.py [--results=experiments/recipe_dsprites/results/cpu]
 
-Writes README-ready markdown (recipe_table.md) and recipe_curves.png next to this file:
+Writes the markdown table (recipe_table.md, and into README.md between its recipe_table
+markers) and recipe_curves.png next to this file:
 per arm, the final full-grid Chen MIG over seeds (median, IQR, share of seeds with
 MIG >= 0.2, a bootstrap 95% interval on the median's difference from today's recipe,
 the `mws` arm), and the sub-grid MIG during training against images seen and wall time.
@@ -55,8 +56,8 @@ def training_minutes_per_model(record: dict) -> float:
 def table(records: dict[str, dict]) -> str:
   """The markdown table, one row per arm."""
   lines = ["| arm | seeds | steps × batch | images per model | training min per model | full-grid MIG median | "
-           f"IQR [Q1, Q3] | share ≥ {THRESHOLD} | median − `{BASELINE}`, 95% bootstrap |",
-           "|---|---:|---|---:|---:|---:|---|---:|---|"]
+           f"IQR [Q1, Q3] | share ≥ {THRESHOLD} | median − `{BASELINE}`, 95% bootstrap | MIG per seed |",
+           "|---|---:|---|---:|---:|---:|---|---:|---|---|"]
   base = final_migs(records[BASELINE]) if BASELINE in records else None
   for arm, r in records.items():
     v = final_migs(r)
@@ -69,7 +70,7 @@ def table(records: dict[str, dict]) -> str:
       diff = f"{med - np.median(base):+.3f} [{lo:+.3f}, {hi:+.3f}]"
     lines.append(f"| `{arm}` | {len(v)} | {cfg['num_train_steps']:,} × {cfg['batch_size']} | "
                  f"{r['images_per_member']:,} | {'–' if np.isnan(minutes) else f'{minutes:.1f}'} | {med:.3f} | {q3 - q1:.3f} [{q1:.3f}, {q3:.3f}] | "
-                 f"{np.mean(v >= THRESHOLD):.0%} | {diff} |")
+                 f"{np.mean(v >= THRESHOLD):.0%} | {diff} | {', '.join(f'{x:.3f}' for x in v)} |")
   return "\n".join(lines) + "\n"
 
 
@@ -102,6 +103,22 @@ def draw(records: dict[str, dict], path: str) -> str:
   return path
 
 
+README_BEGIN, README_END = "<!-- recipe_table: begin -->", "<!-- recipe_table: end -->"
+
+
+def update_readme(path: str, text: str) -> bool:
+  """Replaces the text between README_BEGIN and README_END in `path` by `text`; False if the markers are absent."""
+  with open(path) as f:
+    readme = f.read()
+  if README_BEGIN not in readme or README_END not in readme:
+    return False
+  head, rest = readme.split(README_BEGIN, 1)
+  tail = rest.split(README_END, 1)[1]
+  with open(path, "w") as f:
+    f.write(f"{head}{README_BEGIN}\n{text}{README_END}{tail}")
+  return True
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--results", default=os.path.join(HERE, "results", "cpu"))
@@ -110,9 +127,11 @@ def main() -> None:
   records = load(args.results)
   if not records:
     raise SystemExit(f"No finished arm under {args.results}; run the sweep first (see sweep.py).")
+  text = table(records)
   with open(os.path.join(args.out, "recipe_table.md"), "w") as f:
-    f.write(table(records))
-  print(table(records))
+    f.write(text)
+  update_readme(os.path.join(args.out, "README.md"), text)
+  print(text)
   print(draw(records, os.path.join(args.out, "recipe_curves.png")))
 
 
