@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import time
 from typing import Callable, Sequence
 
 import numpy as np
 
-from vae_jax import configlib, evaluate, plotting
+from vae_jax import configlib, evaluate, plotting, report
 from vae_jax.data.grid import index_to_factors
 
 NAMES = ("shape", "scale", "orientation", "posX", "posY")
@@ -192,12 +191,10 @@ def draw_heatmap(table: dict, path: str) -> str:
 
 def write_section(path: str, text: str) -> None:
   """Replaces the text between BEGIN and END in the file at path (appends both if absent)."""
-  old = open(path).read() if os.path.exists(path) else "# Metrics\n"
-  block = f"{BEGIN}\n{text}\n{END}"
-  new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, old, flags=re.S) if BEGIN in old \
-      else old.rstrip("\n") + "\n\n" + block + "\n"
-  with open(path, "w") as f:
-    f.write(new)
+  if not os.path.exists(path):
+    with open(path, "w") as f:
+      f.write("# Metrics\n")
+  report.write_marked_section(path, text, BEGIN, END)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

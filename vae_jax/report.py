@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import sys
 from typing import Any, Sequence
 
@@ -334,6 +335,20 @@ def markdown_table(groups: dict[tuple, list[Model]]) -> str:
       lines.append(f"| {label} | {m.run} | {m.member} | {m.seed} | {m.step} |"
                    + "".join(f" {m.mig[key]['value']:.3f} |" for key, _ in CONVENTIONS))
   return "\n".join(lines) + "\n"
+
+
+def write_marked_section(path: str, text: str, begin: str, end: str) -> None:
+  """Replaces the text between the marker lines `begin` and `end` in the markdown file at path by
+  `text` (appends both markers and the text if absent; creates the file if missing), so a
+  generated table in a README or doc is rewritten in place and never lags its data."""
+  old = open(path).read() if os.path.exists(path) else ""
+  block = f"{begin}\n{text.rstrip(chr(10))}\n{end}"
+  if begin in old and end in old:
+    new = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, old, flags=re.S)
+  else:
+    new = (old.rstrip("\n") + "\n\n" if old else "") + block + "\n"
+  with open(path, "w") as f:
+    f.write(new)
 
 
 def write_report(run_dirs: Sequence[str], out_dir: str) -> dict[str, Any]:

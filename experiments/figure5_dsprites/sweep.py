@@ -53,7 +53,6 @@ _SETTINGS = {
 # The swept hyperparameter of the objectives without β, per protocol: (name, values).
 _ZOO = {
     "cpu": dict(dipvae=("lambda_od", (10.0,)), annealedvae=("c_max", (25.0,))),
-    "cpu_v2": dict(dipvae=("lambda_od", (10.0,)), annealedvae=("c_max", (25.0,))),
     "accelerator": dict(dipvae=("lambda_od", (1.0, 10.0, 100.0)), annealedvae=("c_max", (5.0, 25.0, 50.0))),
     "test": dict(dipvae=("lambda_od", (10.0,)), annealedvae=("c_max", (25.0,))),
 }

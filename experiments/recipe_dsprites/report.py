@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from vae_jax.report import write_marked_section
 from vae_jax.statistics import bootstrap_median_difference
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -106,19 +107,6 @@ def draw(records: dict[str, dict], path: str) -> str:
 README_BEGIN, README_END = "<!-- recipe_table: begin -->", "<!-- recipe_table: end -->"
 
 
-def update_readme(path: str, text: str) -> bool:
-  """Replaces the text between README_BEGIN and README_END in `path` by `text`; False if the markers are absent."""
-  with open(path) as f:
-    readme = f.read()
-  if README_BEGIN not in readme or README_END not in readme:
-    return False
-  head, rest = readme.split(README_BEGIN, 1)
-  tail = rest.split(README_END, 1)[1]
-  with open(path, "w") as f:
-    f.write(f"{head}{README_BEGIN}\n{text}{README_END}{tail}")
-  return True
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--results", default=os.path.join(HERE, "results", "cpu"))
@@ -130,7 +118,7 @@ def main() -> None:
   text = table(records)
   with open(os.path.join(args.out, "recipe_table.md"), "w") as f:
     f.write(text)
-  update_readme(os.path.join(args.out, "README.md"), text)
+  write_marked_section(os.path.join(args.out, "README.md"), text, README_BEGIN, README_END)
   print(text)
   print(draw(records, os.path.join(args.out, "recipe_curves.png")))
 
