@@ -6,7 +6,9 @@ Writes the markdown table (recipe_table.md, and into README.md between its recip
 markers) and recipe_curves.png next to this file:
 per arm, the final full-grid Chen MIG over seeds (median, IQR, share of seeds with
 MIG >= 0.2, a bootstrap 95% interval on the median's difference from today's recipe,
-the `mws` arm), and the sub-grid MIG during training against images seen and wall time.
+the `mws` arm), and the sub-grid MIG during training against images seen and wall time;
+and the screen's table (screen_table.md, and into README.md between its screen_table
+markers) from results/screen.
 """
 
 from __future__ import annotations
@@ -104,12 +106,50 @@ def draw(records: dict[str, dict], path: str) -> str:
   return path
 
 
+def screen_baseline(cpu_record: dict, images: int) -> np.ndarray:
+  """The `mws` arm's sub-grid MIG per seed at `images` images (its eval_history) [S]."""
+  for h in cpu_record.get("eval_history", []):
+    if h["images"] == images:
+      return np.asarray(h["mig"], np.float64)
+  raise ValueError(f"The {BASELINE!r} arm logged no sub-grid MIG at {images:,} images.")
+
+
+def subgrid_migs(record: dict) -> np.ndarray:
+  """Sub-grid Chen MIG of every member of a screen run (eval.final = "subset") [S]."""
+  return np.asarray([m["mig"]["value"] for m in record["members"]], np.float64)
+
+
+def screen_table(screen: dict[str, dict], cpu_records: dict[str, dict]) -> str:
+  """The screen's markdown table: per candidate the sub-grid MIG over seeds at the
+  screen's images, against the `mws` arm's sub-grid MIG at the same images."""
+  images = {r["images_per_member"] for r in screen.values()}
+  if len(images) != 1:
+    raise ValueError(f"Screen runs saw different numbers of images: {sorted(images)}.")
+  images = images.pop()
+  base = screen_baseline(cpu_records[BASELINE], images)
+  lines = ["| candidate | seeds | images per model | sub-grid MIG median | IQR [Q1, Q3] | "
+           f"share ≥ {THRESHOLD} | median − `{BASELINE}`, 95% bootstrap | MIG per seed |",
+           "|---|---:|---:|---:|---|---:|---|---|"]
+  rows = [(f"`{BASELINE}` (its `eval_history`)", base)] + [(f"`{a}`", subgrid_migs(r)) for a, r in screen.items()]
+  for i, (name, v) in enumerate(rows):
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    diff = "–"
+    if i:
+      lo, hi = bootstrap_median_difference(v, base)
+      diff = f"{med - np.median(base):+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    lines.append(f"| {name} | {len(v)} | {images:,} | {med:.3f} | {q3 - q1:.3f} [{q1:.3f}, {q3:.3f}] | "
+                 f"{np.mean(v >= THRESHOLD):.0%} | {diff} | {', '.join(f'{x:.3f}' for x in v)} |")
+  return "\n".join(lines) + "\n"
+
+
 README_BEGIN, README_END = "<!-- recipe_table: begin -->", "<!-- recipe_table: end -->"
+SCREEN_BEGIN, SCREEN_END = "<!-- screen_table: begin -->", "<!-- screen_table: end -->"
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--results", default=os.path.join(HERE, "results", "cpu"))
+  parser.add_argument("--screen", default=os.path.join(HERE, "results", "screen"))
   parser.add_argument("--out", default=HERE)
   args = parser.parse_args()
   records = load(args.results)
@@ -121,6 +161,13 @@ def main() -> None:
   write_marked_section(os.path.join(args.out, "README.md"), text, README_BEGIN, README_END)
   print(text)
   print(draw(records, os.path.join(args.out, "recipe_curves.png")))
+  screen = load(args.screen)
+  if screen:
+    text = screen_table(screen, records)
+    with open(os.path.join(args.out, "screen_table.md"), "w") as f:
+      f.write(text)
+    write_marked_section(os.path.join(args.out, "README.md"), text, SCREEN_BEGIN, SCREEN_END)
+    print(text)
 
 
 if __name__ == "__main__":
