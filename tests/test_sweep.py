@@ -201,3 +201,51 @@ def test_sweep_cli_rejects_a_bad_shard_in_one_line(tmp_path):
   errors = [line for line in proc.stderr.splitlines() if "3/2" in line]
   assert errors and "is not I/N" in errors[0], proc.stderr[-2000:]
   assert not (tmp_path / "vae").exists()
+
+
+RECIPE = REPO / "experiments" / "recipe_dsprites"
+
+
+def _flat(config) -> dict:
+  out = {}
+  for key, value in config.to_dict().items():
+    if isinstance(value, dict):
+      out.update({f"{key}.{k}": v for k, v in value.items()})
+    else:
+      out[key] = value
+  return out
+
+
+def test_recipe_screen_candidates_change_only_their_named_setting():
+  cpu = sweep.load_sweep(str(RECIPE / "sweep.py"), "cpu")
+  screen = sweep.load_sweep(str(RECIPE / "sweep.py"), "screen")
+  base = _flat(cpu["mws"])
+  expected = {"mws_beta10": {"loss.beta": 10.0}, "mws_beta16": {"loss.beta": 16.0},
+              "mws_lr3e-3": {"optimizer.learning_rate": 3e-3}, "mws_lecun": {"model.init": "lecun"},
+              "mws_log_sigma": {"model.scale_output": "log_sigma"}}
+  assert set(screen) >= set(expected)
+  for name, changes in expected.items():
+    got = _flat(screen[name])
+    differ = {k: got[k] for k in got if got[k] != base[k] and not k.startswith("eval.")}
+    assert differ == {"num_train_steps": 500, **changes}, name
+    assert got["eval.final"] == "subset" and got["ensemble.num_members"] == 5 and got["seed"] == 0
+
+
+def test_recipe_screen_table_compares_with_the_mws_arm_at_the_same_images():
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("recipe_report", RECIPE / "report.py")
+  recipe_report = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(recipe_report)
+  base = [0.05, 0.30, 0.10, 0.40, 0.02]
+  cand = [0.25, 0.21, 0.02, 0.33, 0.5]
+  cpu = {"mws": {"eval_history": [{"images": 64, "mig": [9.0] * 5}, {"images": 128, "mig": base}]}}
+  screen = {"x": {"images_per_member": 128, "members": [{"mig": {"value": v}} for v in cand]}}
+  text = recipe_report.screen_table(screen, cpu)
+  rows = [line.split("|") for line in text.strip().splitlines()[2:]]
+  assert [r[1].strip() for r in rows] == ["`mws` (its `eval_history`)", "`x`"]
+  assert float(rows[0][4]) == pytest.approx(float(sorted(base)[2]), abs=5e-4)
+  assert float(rows[1][4]) == pytest.approx(0.25, abs=5e-4)
+  assert rows[1][6].strip() == "80%" and rows[0][6].strip() == "40%"  # Share of seeds >= 0.2.
+  assert rows[1][7].strip().startswith(f"{0.25 - 0.10:+.3f}")
+  with pytest.raises(ValueError, match="no sub-grid MIG at 256"):
+    recipe_report.screen_baseline(cpu["mws"], 256)
