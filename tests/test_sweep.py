@@ -222,7 +222,8 @@ def test_recipe_screen_candidates_change_only_their_named_setting():
   base = _flat(cpu["mws"])
   expected = {"mws_beta10": {"loss.beta": 10.0}, "mws_beta16": {"loss.beta": 16.0},
               "mws_lr3e-3": {"optimizer.learning_rate": 3e-3}, "mws_lecun": {"model.init": "lecun"},
-              "mws_log_sigma": {"model.scale_output": "log_sigma"}}
+              "mws_log_sigma": {"model.scale_output": "log_sigma"}, "mws_width600": {"model.mlp_width": 600},
+              "mws_warmup200": {"loss.warmup_steps": 200}}
   assert set(screen) >= set(expected)
   for name, changes in expected.items():
     got = _flat(screen[name])

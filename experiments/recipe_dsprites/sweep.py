@@ -51,6 +51,8 @@ SCREEN_ARMS = {
     "mws_lr3e-3": dict(learning_rate=3e-3),
     "mws_lecun": dict(init="lecun"),
     "mws_log_sigma": dict(scale_output="log_sigma"),
+    "mws_width600": dict(mlp_width=600),
+    "mws_warmup200": dict(warmup_steps=200),
 }
 SCREEN_STEPS = 500
 
