@@ -250,3 +250,33 @@ def test_recipe_screen_table_compares_with_the_mws_arm_at_the_same_images():
   assert rows[1][7].strip().startswith(f"{0.25 - 0.10:+.3f}")
   with pytest.raises(ValueError, match="no sub-grid MIG at 256"):
     recipe_report.screen_baseline(cpu["mws"], 256)
+
+
+def test_recipe_demo_protocol_is_the_demo_command_over_seeds_0_to_4():
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("default_config", REPO / "configs" / "default.py")
+  default = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(default)
+  demo = _flat(default.get_config())
+  runs = sweep.load_sweep(str(RECIPE / "sweep.py"), "demo")
+  assert list(runs) == [f"seed{s}" for s in range(5)]
+  for s, config in enumerate(runs.values()):
+    got = _flat(config)
+    assert {k: v for k, v in got.items() if v != demo[k]} == ({"seed": s} if s else {}) | {"eval.figures": False}
+
+
+def test_recipe_demo_table_reports_every_seed_and_seed_0():
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("recipe_report", RECIPE / "report.py")
+  recipe_report = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(recipe_report)
+  migs = {3: 0.40, 0: 0.05, 1: 0.30, 4: 0.21, 2: 0.10}
+  demo = {f"seed{s}": {"config": {"seed": s, "num_train_steps": 1500, "batch_size": 256},
+                       "train_seconds_total": 60.0 * (s + 1), "resumed_from_step": 0,
+                       "members": [{"mig": {"value": v}}]} for s, v in migs.items()}
+  row = recipe_report.demo_table(demo).strip().splitlines()[2].split("|")
+  assert row[2].strip() == "0, 1, 2, 3, 4" and row[3].strip() == "1,500 × 256"
+  assert float(row[4]) == pytest.approx(3.0)  # Median training minutes.
+  assert float(row[5]) == pytest.approx(0.21, abs=5e-4)
+  assert row[7].strip() == "60%" and row[8].strip() == "0.050"
+  assert row[9].strip() == "0.050, 0.300, 0.100, 0.400, 0.210"

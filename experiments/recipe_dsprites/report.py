@@ -7,8 +7,10 @@ markers) and recipe_curves.png next to this file:
 per arm, the final full-grid Chen MIG over seeds (median, IQR, share of seeds with
 MIG >= 0.2, a bootstrap 95% interval on the median's difference from today's recipe,
 the `mws` arm), and the sub-grid MIG during training against images seen and wall time;
-and the screen's table (screen_table.md, and into README.md between its screen_table
-markers) from results/screen.
+the screen's table (screen_table.md, and into README.md between its screen_table
+markers) from results/screen; and the demo's table over seeds (demo_table.md, and into
+this README and the repository's README.md between their demo_table markers) from
+results/demo.
 """
 
 from __future__ import annotations
@@ -142,7 +144,27 @@ def screen_table(screen: dict[str, dict], cpu_records: dict[str, dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
+def demo_table(demo: dict[str, dict]) -> str:
+  """The demo's markdown table: configs/default.py over seeds (one run per seed), full-grid
+  Chen MIG per seed, median, IQR, share of seeds >= 0.2 and seed 0's MIG."""
+  runs = sorted(demo.values(), key=lambda r: r["config"]["seed"])
+  v = np.concatenate([final_migs(r) for r in runs])
+  seeds = [r["config"]["seed"] for r in runs]
+  q1, med, q3 = np.percentile(v, [25, 50, 75])
+  cfg = runs[0]["config"]
+  minutes = np.median([training_minutes_per_model(r) for r in runs])
+  seed0 = f"{v[seeds.index(0)]:.3f}" if 0 in seeds else "–"
+  return ("| config | seeds | steps × batch | training min per model (median) | full-grid MIG median | "
+          f"IQR [Q1, Q3] | share ≥ {THRESHOLD} | seed 0 | MIG per seed |\n"
+          "|---|---|---|---:|---:|---|---:|---:|---|\n"
+          f"| configs/default.py | {', '.join(map(str, seeds))} | {cfg['num_train_steps']:,} × {cfg['batch_size']} | "
+          f"{minutes:.1f} | {med:.3f} | {q3 - q1:.3f} [{q1:.3f}, {q3:.3f}] | {np.mean(v >= THRESHOLD):.0%} | {seed0} | "
+          f"{', '.join(f'{x:.3f}' for x in v)} |\n")
+
+
 README_BEGIN, README_END = "<!-- recipe_table: begin -->", "<!-- recipe_table: end -->"
+DEMO_BEGIN, DEMO_END = "<!-- demo_table: begin -->", "<!-- demo_table: end -->"
+ROOT_README = os.path.join(HERE, "..", "..", "README.md")
 SCREEN_BEGIN, SCREEN_END = "<!-- screen_table: begin -->", "<!-- screen_table: end -->"
 
 
@@ -150,6 +172,7 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--results", default=os.path.join(HERE, "results", "cpu"))
   parser.add_argument("--screen", default=os.path.join(HERE, "results", "screen"))
+  parser.add_argument("--demo", default=os.path.join(HERE, "results", "demo"))
   parser.add_argument("--out", default=HERE)
   args = parser.parse_args()
   records = load(args.results)
@@ -167,6 +190,15 @@ def main() -> None:
     with open(os.path.join(args.out, "screen_table.md"), "w") as f:
       f.write(text)
     write_marked_section(os.path.join(args.out, "README.md"), text, SCREEN_BEGIN, SCREEN_END)
+    print(text)
+  demo = load(args.demo)
+  if demo:
+    text = demo_table(demo)
+    with open(os.path.join(args.out, "demo_table.md"), "w") as f:
+      f.write(text)
+    for readme in (os.path.join(args.out, "README.md"), ROOT_README):
+      if os.path.isfile(readme) and DEMO_BEGIN in open(readme).read():
+        write_marked_section(readme, text, DEMO_BEGIN, DEMO_END)
     print(text)
 
 

@@ -11,8 +11,15 @@ seconds) and the full-grid MIG at the end.
     python -m vae_jax.report experiments/recipe_dsprites/results/cpu --out=experiments/recipe_dsprites
 
 Finished runs' results.json are committed; the sweep skips them, so the study can be
-continued on another machine. Protocols: `cpu` (the study), `screen` (below) and `test`
-(tiny, for tests).
+continued on another machine. Protocols: `cpu` (the study), `screen` (below), `demo`
+(below) and `test` (tiny, for tests).
+
+The `demo` protocol is the demo itself: configs/default.py, one model per seed 0–4
+(`--config.seed=S`, exactly what `make demo` trains for seed 0), each evaluated over
+the whole grid; figures are left to `make demo`.
+
+    python -m vae_jax.sweep --sweep=experiments/recipe_dsprites/sweep.py --protocol=demo \
+        --workdir=runs/recipe_demo
 
 The `screen` protocol trains further candidates for 500 steps only (128,000 images),
 5 seeds each, and scores the sub-grid MIG at the end: in the `mws` arm a seed's
@@ -24,9 +31,14 @@ seeds and sub-grid at the same images).
         --workdir=runs/recipe_screen
 """
 
+import importlib.util
+import os
+
 from vae_jax.configlib import base_config, shrink_to_test_size
 
-PROTOCOLS = ("cpu", "screen", "test")
+DEMO_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs", "default.py")
+
+PROTOCOLS = ("cpu", "screen", "demo", "test")
 SEEDS = 5
 
 # Arm name -> the settings it changes from the current demo recipe (β-TCVAE, β = 6,
@@ -94,6 +106,19 @@ def run_config(protocol: str, arm: str):
   return config
 
 
+def demo_config(seed: int):
+  """configs/default.py with `seed` (the demo command with --config.seed=seed), no figures."""
+  spec = importlib.util.spec_from_file_location("_vae_jax_demo_config", DEMO_CONFIG)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config.seed = seed
+  config.eval.figures = False
+  return config
+
+
 def get_sweep(protocol: str):
   """{arm name: config}, in the order the study runs them."""
+  if protocol == "demo":
+    return {f"seed{s}": demo_config(s) for s in range(SEEDS)}
   return {arm: run_config(protocol, arm) for arm in (SCREEN_ARMS if protocol == "screen" else ARMS)}
