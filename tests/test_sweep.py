@@ -240,7 +240,10 @@ def test_recipe_screen_table_compares_with_the_mws_arm_at_the_same_images():
   base = [0.05, 0.30, 0.10, 0.40, 0.02]
   cand = [0.25, 0.21, 0.02, 0.33, 0.5]
   cpu = {"mws": {"eval_history": [{"images": 64, "mig": [9.0] * 5}, {"images": 128, "mig": base}]}}
-  screen = {"x": {"images_per_member": 128, "members": [{"mig": {"value": v}} for v in cand]}}
+  separate = {"mi": [[0.3, 0.0], [0.0, 0.4]], "best_latent": [0, 1]}
+  together = {"mi": [[0.3, 0.0], [0.4, 0.05]], "best_latent": [0, 0]}
+  screen = {"x": {"images_per_member": 128,
+                  "members": [{"mig": {"value": v, **(together if i == 4 else separate)}} for i, v in enumerate(cand)]}}
   text = recipe_report.screen_table(screen, cpu)
   rows = [line.split("|") for line in text.strip().splitlines()[2:]]
   assert [r[1].strip() for r in rows] == ["`mws` (its `eval_history`)", "`x`"]
@@ -248,6 +251,7 @@ def test_recipe_screen_table_compares_with_the_mws_arm_at_the_same_images():
   assert float(rows[1][4]) == pytest.approx(0.25, abs=5e-4)
   assert rows[1][6].strip() == "80%" and rows[0][6].strip() == "40%"  # Share of seeds >= 0.2.
   assert rows[1][7].strip().startswith(f"{0.25 - 0.10:+.3f}")
+  assert rows[1][9].strip() == "1 of 5"
   with pytest.raises(ValueError, match="no sub-grid MIG at 256"):
     recipe_report.screen_baseline(cpu["mws"], 256)
 
@@ -271,12 +275,26 @@ def test_recipe_demo_table_reports_every_seed_and_seed_0():
   recipe_report = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(recipe_report)
   migs = {3: 0.40, 0: 0.05, 1: 0.30, 4: 0.21, 2: 0.10}
+  separate = {"mi": [[0.3, 0.0], [0.0, 0.4]], "best_latent": [0, 1]}
   demo = {f"seed{s}": {"config": {"seed": s, "num_train_steps": 1500, "batch_size": 256},
                        "train_seconds_total": 60.0 * (s + 1), "resumed_from_step": 0,
-                       "members": [{"mig": {"value": v}}]} for s, v in migs.items()}
+                       "members": [{"mig": {"value": v, **separate}}]} for s, v in migs.items()}
   row = recipe_report.demo_table(demo).strip().splitlines()[2].split("|")
   assert row[2].strip() == "0, 1, 2, 3, 4" and row[3].strip() == "1,500 × 256"
   assert float(row[4]) == pytest.approx(3.0)  # Median training minutes.
   assert float(row[5]) == pytest.approx(0.21, abs=5e-4)
   assert row[7].strip() == "60%" and row[8].strip() == "0.050"
   assert row[9].strip() == "0.050, 0.300, 0.100, 0.400, 0.210"
+  assert row[10].strip() == "0 of 5"
+
+
+def test_recipe_report_flags_one_latent_holding_two_factors():
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("recipe_report", RECIPE / "report.py")
+  recipe_report = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(recipe_report)
+  # posX and posY both best on latent 1 (as one-latent "position" codes): MIG cannot see it.
+  assert recipe_report.shares_a_latent({"mi": [[0.2, 0.0, 0.0], [0.0, 0.6, 0.0], [0.0, 0.5, 0.1]], "best_latent": [0, 1, 1]})
+  assert not recipe_report.shares_a_latent({"mi": [[0.2, 0.0, 0.0], [0.0, 0.6, 0.0], [0.0, 0.0, 0.5]], "best_latent": [0, 1, 2]})
+  # A factor no latent captures (orientation, MI ~ 0) does not count, whatever its argmax.
+  assert not recipe_report.shares_a_latent({"mi": [[0.01, 0.0], [0.6, 0.0], [0.0, 0.5]], "best_latent": [0, 0, 1]})

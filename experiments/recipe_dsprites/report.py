@@ -29,6 +29,9 @@ from vae_jax.statistics import bootstrap_median_difference
 HERE = os.path.dirname(os.path.abspath(__file__))
 BASELINE = "mws"
 THRESHOLD = 0.2
+# A factor counts as captured when its best latent holds at least this share of its
+# entropy (the normalised MI of Chen's MIG).
+CAPTURED = 0.1
 
 
 def load(results_dir: str) -> dict[str, dict]:
@@ -47,6 +50,23 @@ def final_migs(record: dict) -> np.ndarray:
   return np.asarray([m["mig"]["value"] for m in record["members"]], np.float64)
 
 
+def shares_a_latent(mig: dict) -> bool:
+  """Whether two captured factors (best normalised MI >= CAPTURED) have the same best latent.
+
+  MIG scores each factor's gap alone, so one latent that holds posX and posY together (a
+  representation that is not disentangled) scores as if each had its own latent; this
+  flags such models. mig: a member's "mig" record (normalised "mi" [F, K], "best_latent" [F]).
+  """
+  mi = np.asarray(mig["mi"], np.float64)
+  best = [b for b, row in zip(mig["best_latent"], mi) if row.max() >= CAPTURED]
+  return len(best) != len(set(best))
+
+
+def shared_count(record: dict) -> str:
+  """"k of S": members whose captured factors share a latent."""
+  return f"{sum(shares_a_latent(m['mig']) for m in record['members'])} of {len(record['members'])}"
+
+
 def training_minutes_per_model(record: dict) -> float:
   """Training minutes per model (members train one after another), NaN when the record
   does not hold the training time of every step (a run resumed before training seconds
@@ -61,8 +81,9 @@ def training_minutes_per_model(record: dict) -> float:
 def table(records: dict[str, dict]) -> str:
   """The markdown table, one row per arm."""
   lines = ["| arm | seeds | steps × batch | images per model | training min per model | full-grid MIG median | "
-           f"IQR [Q1, Q3] | share ≥ {THRESHOLD} | median − `{BASELINE}`, 95% bootstrap | MIG per seed |",
-           "|---|---:|---|---:|---:|---:|---|---:|---|---|"]
+           f"IQR [Q1, Q3] | share ≥ {THRESHOLD} | median − `{BASELINE}`, 95% bootstrap | MIG per seed | "
+           "two factors on one latent |",
+           "|---|---:|---|---:|---:|---:|---|---:|---|---|---:|"]
   base = final_migs(records[BASELINE]) if BASELINE in records else None
   for arm, r in records.items():
     v = final_migs(r)
@@ -75,7 +96,7 @@ def table(records: dict[str, dict]) -> str:
       diff = f"{med - np.median(base):+.3f} [{lo:+.3f}, {hi:+.3f}]"
     lines.append(f"| `{arm}` | {len(v)} | {cfg['num_train_steps']:,} × {cfg['batch_size']} | "
                  f"{r['images_per_member']:,} | {'–' if np.isnan(minutes) else f'{minutes:.1f}'} | {med:.3f} | {q3 - q1:.3f} [{q1:.3f}, {q3:.3f}] | "
-                 f"{np.mean(v >= THRESHOLD):.0%} | {diff} | {', '.join(f'{x:.3f}' for x in v)} |")
+                 f"{np.mean(v >= THRESHOLD):.0%} | {diff} | {', '.join(f'{x:.3f}' for x in v)} | {shared_count(r)} |")
   return "\n".join(lines) + "\n"
 
 
@@ -130,17 +151,18 @@ def screen_table(screen: dict[str, dict], cpu_records: dict[str, dict]) -> str:
   images = images.pop()
   base = screen_baseline(cpu_records[BASELINE], images)
   lines = ["| candidate | seeds | images per model | sub-grid MIG median | IQR [Q1, Q3] | "
-           f"share ≥ {THRESHOLD} | median − `{BASELINE}`, 95% bootstrap | MIG per seed |",
-           "|---|---:|---:|---:|---|---:|---|---|"]
-  rows = [(f"`{BASELINE}` (its `eval_history`)", base)] + [(f"`{a}`", subgrid_migs(r)) for a, r in screen.items()]
-  for i, (name, v) in enumerate(rows):
+           f"share ≥ {THRESHOLD} | median − `{BASELINE}`, 95% bootstrap | MIG per seed | two factors on one latent |",
+           "|---|---:|---:|---:|---|---:|---|---|---:|"]
+  rows = [(f"`{BASELINE}` (its `eval_history`)", base, "–")]
+  rows += [(f"`{a}`", subgrid_migs(r), shared_count(r)) for a, r in screen.items()]
+  for i, (name, v, shared) in enumerate(rows):
     q1, med, q3 = np.percentile(v, [25, 50, 75])
     diff = "–"
     if i:
       lo, hi = bootstrap_median_difference(v, base)
       diff = f"{med - np.median(base):+.3f} [{lo:+.3f}, {hi:+.3f}]"
     lines.append(f"| {name} | {len(v)} | {images:,} | {med:.3f} | {q3 - q1:.3f} [{q1:.3f}, {q3:.3f}] | "
-                 f"{np.mean(v >= THRESHOLD):.0%} | {diff} | {', '.join(f'{x:.3f}' for x in v)} |")
+                 f"{np.mean(v >= THRESHOLD):.0%} | {diff} | {', '.join(f'{x:.3f}' for x in v)} | {shared} |")
   return "\n".join(lines) + "\n"
 
 
@@ -155,11 +177,11 @@ def demo_table(demo: dict[str, dict]) -> str:
   minutes = np.median([training_minutes_per_model(r) for r in runs])
   seed0 = f"{v[seeds.index(0)]:.3f}" if 0 in seeds else "–"
   return ("| config | seeds | steps × batch | training min per model (median) | full-grid MIG median | "
-          f"IQR [Q1, Q3] | share ≥ {THRESHOLD} | seed 0 | MIG per seed |\n"
-          "|---|---|---|---:|---:|---|---:|---:|---|\n"
+          f"IQR [Q1, Q3] | share ≥ {THRESHOLD} | seed 0 | MIG per seed | two factors on one latent |\n"
+          "|---|---|---|---:|---:|---|---:|---:|---|---:|\n"
           f"| configs/default.py | {', '.join(map(str, seeds))} | {cfg['num_train_steps']:,} × {cfg['batch_size']} | "
           f"{minutes:.1f} | {med:.3f} | {q3 - q1:.3f} [{q1:.3f}, {q3:.3f}] | {np.mean(v >= THRESHOLD):.0%} | {seed0} | "
-          f"{', '.join(f'{x:.3f}' for x in v)} |\n")
+          f"{', '.join(f'{x:.3f}' for x in v)} | {sum(shares_a_latent(r['members'][0]['mig']) for r in runs)} of {len(runs)} |\n")
 
 
 README_BEGIN, README_END = "<!-- recipe_table: begin -->", "<!-- recipe_table: end -->"
