@@ -46,7 +46,8 @@ def load(results_dir: str) -> dict[str, dict]:
 
 
 def final_migs(record: dict) -> np.ndarray:
-  """Full-grid Chen MIG of every member [S]."""
+  """Chen MIG of every member at the end of its run [S]: over the full grid (eval.final =
+  "full", the arms and the demo) or the sub-grid ("subset", the screen)."""
   return np.asarray([m["mig"]["value"] for m in record["members"]], np.float64)
 
 
@@ -137,11 +138,6 @@ def screen_baseline(cpu_record: dict, images: int) -> np.ndarray:
   raise ValueError(f"The {BASELINE!r} arm logged no sub-grid MIG at {images:,} images.")
 
 
-def subgrid_migs(record: dict) -> np.ndarray:
-  """Sub-grid Chen MIG of every member of a screen run (eval.final = "subset") [S]."""
-  return np.asarray([m["mig"]["value"] for m in record["members"]], np.float64)
-
-
 def screen_table(screen: dict[str, dict], cpu_records: dict[str, dict]) -> str:
   """The screen's markdown table: per candidate the sub-grid MIG over seeds at the
   screen's images, against the `mws` arm's sub-grid MIG at the same images."""
@@ -154,7 +150,7 @@ def screen_table(screen: dict[str, dict], cpu_records: dict[str, dict]) -> str:
            f"share ≥ {THRESHOLD} | median − `{BASELINE}`, 95% bootstrap | MIG per seed | two factors on one latent |",
            "|---|---:|---:|---:|---|---:|---|---|---:|"]
   rows = [(f"`{BASELINE}` (its `eval_history`)", base, "–")]
-  rows += [(f"`{a}`", subgrid_migs(r), shared_count(r)) for a, r in screen.items()]
+  rows += [(f"`{a}`", final_migs(r), shared_count(r)) for a, r in screen.items()]
   for i, (name, v, shared) in enumerate(rows):
     q1, med, q3 = np.percentile(v, [25, 50, 75])
     diff = "–"
@@ -181,7 +177,7 @@ def demo_table(demo: dict[str, dict]) -> str:
           "|---|---|---|---:|---:|---|---:|---:|---|---:|\n"
           f"| configs/default.py | {', '.join(map(str, seeds))} | {cfg['num_train_steps']:,} × {cfg['batch_size']} | "
           f"{minutes:.1f} | {med:.3f} | {q3 - q1:.3f} [{q1:.3f}, {q3:.3f}] | {np.mean(v >= THRESHOLD):.0%} | {seed0} | "
-          f"{', '.join(f'{x:.3f}' for x in v)} | {sum(shares_a_latent(r['members'][0]['mig']) for r in runs)} of {len(runs)} |\n")
+          f"{', '.join(f'{x:.3f}' for x in v)} | {sum(shares_a_latent(m['mig']) for r in runs for m in r['members'])} of {len(v)} |\n")
 
 
 README_BEGIN, README_END = "<!-- recipe_table: begin -->", "<!-- recipe_table: end -->"
