@@ -53,6 +53,7 @@ ARMS = {
     "mss_width600": dict(estimator="mss", mlp_width=600, steps_factor=2),
     "mss_batch1024": dict(estimator="mss", batch=1024, steps_factor=0.25),
     "mws_beta10": dict(beta=10.0),
+    "mws_warmup200": dict(warmup_steps=200),
 }
 BASE_STEPS = 2_500
 
