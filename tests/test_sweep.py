@@ -206,6 +206,15 @@ def test_sweep_cli_rejects_a_bad_shard_in_one_line(tmp_path):
 RECIPE = REPO / "experiments" / "recipe_dsprites"
 
 
+def _load(path, name):
+  """The Python file at path as a module (a report script or a config file)."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def _flat(config) -> dict:
   out = {}
   for key, value in config.to_dict().items():
@@ -233,10 +242,7 @@ def test_recipe_screen_candidates_change_only_their_named_setting():
 
 
 def test_recipe_screen_table_compares_with_the_mws_arm_at_the_same_images():
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("recipe_report", RECIPE / "report.py")
-  recipe_report = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(recipe_report)
+  recipe_report = _load(RECIPE / "report.py", "recipe_report")
   base = [0.05, 0.30, 0.10, 0.40, 0.02]
   cand = [0.25, 0.21, 0.02, 0.33, 0.5]
   cpu = {"mws": {"eval_history": [{"images": 64, "mig": [9.0] * 5}, {"images": 128, "mig": base}]}}
@@ -257,10 +263,7 @@ def test_recipe_screen_table_compares_with_the_mws_arm_at_the_same_images():
 
 
 def test_recipe_demo_protocol_is_the_demo_command_over_seeds_0_to_4():
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("default_config", REPO / "configs" / "default.py")
-  default = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(default)
+  default = _load(REPO / "configs" / "default.py", "default_config")
   demo = _flat(default.get_config())
   runs = sweep.load_sweep(str(RECIPE / "sweep.py"), "demo")
   assert list(runs) == [f"seed{s}" for s in range(5)]
@@ -270,10 +273,7 @@ def test_recipe_demo_protocol_is_the_demo_command_over_seeds_0_to_4():
 
 
 def test_recipe_demo_table_reports_every_seed_and_seed_0():
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("recipe_report", RECIPE / "report.py")
-  recipe_report = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(recipe_report)
+  recipe_report = _load(RECIPE / "report.py", "recipe_report")
   migs = {3: 0.40, 0: 0.05, 1: 0.30, 4: 0.21, 2: 0.10}
   separate = {"mi": [[0.3, 0.0], [0.0, 0.4]], "best_latent": [0, 1]}
   demo = {f"seed{s}": {"config": {"seed": s, "num_train_steps": 1500, "batch_size": 256},
@@ -289,10 +289,7 @@ def test_recipe_demo_table_reports_every_seed_and_seed_0():
 
 
 def test_recipe_report_flags_one_latent_holding_two_factors():
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("recipe_report", RECIPE / "report.py")
-  recipe_report = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(recipe_report)
+  recipe_report = _load(RECIPE / "report.py", "recipe_report")
   # posX and posY both best on latent 1 (as one-latent "position" codes): MIG cannot see it.
   assert recipe_report.shares_a_latent({"mi": [[0.2, 0.0, 0.0], [0.0, 0.6, 0.0], [0.0, 0.5, 0.1]], "best_latent": [0, 1, 1]})
   assert not recipe_report.shares_a_latent({"mi": [[0.2, 0.0, 0.0], [0.0, 0.6, 0.0], [0.0, 0.0, 0.5]], "best_latent": [0, 1, 2]})

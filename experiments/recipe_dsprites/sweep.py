@@ -24,8 +24,8 @@ the whole grid; figures are left to `make demo`.
 The `screen` protocol trains further candidates for 500 steps only (128,000 images),
 5 seeds each, and scores the sub-grid MIG at the end: in the `mws` arm a seed's
 outcome is already visible at 128,000 images (the seeds above 0.2 there are the ones
-above 0.2 at the end), so a screen costs a fifth of an arm. Its baseline is the `mws` arm's first `eval_history` entry (the same recipe,
-seeds and sub-grid at the same images).
+above 0.2 at the end), so a screen costs a fifth of an arm. Its baseline is the `mws`
+arm's first `eval_history` entry (the same recipe, seeds and sub-grid at the same images).
 
     python -m vae_jax.sweep --sweep=experiments/recipe_dsprites/sweep.py --protocol=screen \
         --workdir=runs/recipe_screen
