@@ -272,6 +272,26 @@ def test_recipe_demo_protocol_is_the_demo_command_over_seeds_0_to_4():
     assert {k: v for k, v in got.items() if v != demo[k]} == ({"seed": s} if s else {}) | {"eval.figures": False}
 
 
+
+def _flat_dict(d: dict, prefix: str = "") -> dict:
+  out = {}
+  for key, value in d.items():
+    out.update(_flat_dict(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+  return out
+
+
+def test_committed_demo_runs_are_runs_of_the_current_demo_config():
+  # The README's demo table is read from these records: a change to configs/default.py
+  # must come with new runs (the sweep skips any run whose results.json exists).
+  runs = sweep.load_sweep(str(RECIPE / "sweep.py"), "demo")
+  paths = sorted((RECIPE / "results" / "demo").glob("*/results.json"))
+  assert paths, "no committed demo runs"
+  for path in paths:
+    want = _flat_dict(json.loads(json.dumps(runs[path.parent.name].to_dict())))
+    got = _flat_dict(json.loads(path.read_text())["config"])
+    stale = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
+    assert not stale, f"{path} was trained with another config (committed, current): {stale}"
+
 def test_recipe_demo_table_reports_every_seed_and_seed_0():
   recipe_report = _load(RECIPE / "report.py", "recipe_report")
   migs = {3: 0.40, 0: 0.05, 1: 0.30, 4: 0.21, 2: 0.10}
