@@ -299,13 +299,25 @@ def test_recipe_demo_table_reports_every_seed_and_seed_0():
   demo = {f"seed{s}": {"config": {"seed": s, "num_train_steps": 1500, "batch_size": 256},
                        "train_seconds_total": 60.0 * (s + 1), "resumed_from_step": 0,
                        "members": [{"mig": {"value": v, **separate}}]} for s, v in migs.items()}
-  row = recipe_report.demo_table(demo).strip().splitlines()[2].split("|")
-  assert row[2].strip() == "0, 1, 2, 3, 4" and row[3].strip() == "1,500 × 256"
+  row = recipe_report.demo_table({"configs/default.py": demo}).strip().splitlines()[2].split("|")
+  assert row[1].strip() == "configs/default.py" and row[2].strip() == "0, 1, 2, 3, 4" and row[3].strip() == "1,500 × 256"
   assert float(row[4]) == pytest.approx(3.0)  # Median training minutes.
   assert float(row[5]) == pytest.approx(0.21, abs=5e-4)
   assert row[7].strip() == "60%" and row[8].strip() == "0.050"
   assert row[9].strip() == "0.050, 0.300, 0.100, 0.400, 0.210"
   assert row[10].strip() == "0 of 5"
+
+
+def test_recipe_demo_rows_are_labelled_with_the_demo_commands_overrides():
+  recipe_report = _load(RECIPE / "report.py", "recipe_report")
+  current = recipe_report.current_demo_config()
+  assert current["num_train_steps"] == _load(REPO / "configs" / "default.py", "d").get_config().num_train_steps
+  assert recipe_report.demo_label(dict(current, seed=3), current) == "configs/default.py"
+  shorter = json.loads(json.dumps(current))
+  shorter["num_train_steps"] = 700
+  shorter["loss"]["warmup_steps"] = 50
+  assert (recipe_report.demo_label(shorter, current)
+          == "configs/default.py --config.loss.warmup_steps=50 --config.num_train_steps=700")
 
 
 def test_recipe_report_flags_one_latent_holding_two_factors():

@@ -10,12 +10,14 @@ the `mws` arm), and the sub-grid MIG during training against images seen and wal
 the screen's table (screen_table.md, and into README.md between its screen_table
 markers) from results/screen; and the demo's table over seeds (demo_table.md, and into
 this README and the repository's README.md between their demo_table markers) from
-results/demo.
+results/demo (configs/default.py as it is) and results/demo_* (the demo command with
+overrides, each row labelled with them).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 
@@ -162,9 +164,25 @@ def screen_table(screen: dict[str, dict], cpu_records: dict[str, dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def demo_table(demo: dict[str, dict]) -> str:
-  """The demo's markdown table: configs/default.py over seeds (one run per seed), full-grid
-  Chen MIG per seed, median, IQR, share of seeds >= 0.2 and seed 0's MIG."""
+def _flat(d: dict, prefix: str = "") -> dict:
+  out = {}
+  for key, value in d.items():
+    out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+  return out
+
+
+def demo_label(record_config: dict, demo_config: dict) -> str:
+  """The demo command's overrides that give `record_config` (seed and figures aside):
+  "configs/default.py" itself, or e.g. "configs/default.py --config.num_train_steps=1500"."""
+  want, got = _flat(demo_config), _flat(record_config)
+  overrides = [f"--config.{k}={got.get(k)}" for k in sorted(want)
+               if k not in ("seed", "eval.figures") and got.get(k) != want[k]]
+  return " ".join(["configs/default.py", *overrides])
+
+
+def demo_row(label: str, demo: dict[str, dict]) -> str:
+  """One row of the demo table: a config over seeds (one run per seed), full-grid Chen MIG
+  per seed, median, IQR, share of seeds >= 0.2 and seed 0's MIG."""
   runs = sorted(demo.values(), key=lambda r: r["config"]["seed"])
   v = np.concatenate([final_migs(r) for r in runs])
   seeds = [r["config"]["seed"] for r in runs]
@@ -172,12 +190,40 @@ def demo_table(demo: dict[str, dict]) -> str:
   cfg = runs[0]["config"]
   minutes = np.median([training_minutes_per_model(r) for r in runs])
   seed0 = f"{v[seeds.index(0)]:.3f}" if 0 in seeds else "–"
+  return (f"| {label} | {', '.join(map(str, seeds))} | {cfg['num_train_steps']:,} × {cfg['batch_size']} | "
+          f"{minutes:.1f} | {med:.3f} | {q3 - q1:.3f} [{q1:.3f}, {q3:.3f}] | {np.mean(v >= THRESHOLD):.0%} | {seed0} | "
+          f"{', '.join(f'{x:.3f}' for x in v)} | {sum(shares_a_latent(m['mig']) for r in runs for m in r['members'])} of {len(v)} |")
+
+
+def demo_table(groups: dict[str, dict[str, dict]]) -> str:
+  """The demo's markdown table: one row per {label: {run name: record}} group."""
   return ("| config | seeds | steps × batch | training min per model (median) | full-grid MIG median | "
           f"IQR [Q1, Q3] | share ≥ {THRESHOLD} | seed 0 | MIG per seed | two factors on one latent |\n"
           "|---|---|---|---:|---:|---|---:|---:|---|---:|\n"
-          f"| configs/default.py | {', '.join(map(str, seeds))} | {cfg['num_train_steps']:,} × {cfg['batch_size']} | "
-          f"{minutes:.1f} | {med:.3f} | {q3 - q1:.3f} [{q1:.3f}, {q3:.3f}] | {np.mean(v >= THRESHOLD):.0%} | {seed0} | "
-          f"{', '.join(f'{x:.3f}' for x in v)} | {sum(shares_a_latent(m['mig']) for r in runs for m in r['members'])} of {len(v)} |\n")
+          + "".join(demo_row(label, runs) + "\n" for label, runs in groups.items()))
+
+
+def current_demo_config() -> dict:
+  """configs/default.py as the demo protocol trains it (seed 0), in results.json's JSON form."""
+  spec = importlib.util.spec_from_file_location("_recipe_sweep", os.path.join(HERE, "sweep.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return json.loads(json.dumps(module.demo_config(0).to_dict()))
+
+
+def load_demo_groups(results_root: str, demo_config: dict) -> dict[str, dict[str, dict]]:
+  """{label: runs} for results/demo (the current configs/default.py) and every other
+  results/demo_* folder (earlier runs of the demo command with overrides, kept as records)."""
+  groups = {}
+  for name in ["demo"] + sorted(n for n in os.listdir(results_root) if n.startswith("demo_")):
+    runs = load(os.path.join(results_root, name))
+    if runs:
+      labels = {demo_label(r["config"], demo_config) for r in runs.values()}
+      if len(labels) != 1 or (name == "demo" and labels != {"configs/default.py"}):
+        raise SystemExit(f"{results_root}/{name} holds runs of {sorted(labels)}; results/demo must hold runs of "
+                         "the current configs/default.py only (move older runs to a results/demo_<what differs> folder).")
+      groups[labels.pop()] = runs
+  return groups
 
 
 README_BEGIN, README_END = "<!-- recipe_table: begin -->", "<!-- recipe_table: end -->"
@@ -190,7 +236,6 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--results", default=os.path.join(HERE, "results", "cpu"))
   parser.add_argument("--screen", default=os.path.join(HERE, "results", "screen"))
-  parser.add_argument("--demo", default=os.path.join(HERE, "results", "demo"))
   parser.add_argument("--out", default=HERE)
   args = parser.parse_args()
   records = load(args.results)
@@ -209,16 +254,15 @@ def main() -> None:
       f.write(text)
     write_marked_section(os.path.join(args.out, "README.md"), text, SCREEN_BEGIN, SCREEN_END)
     print(text)
-  demo = load(args.demo)
-  if demo:
-    text = demo_table(demo)
+  groups = load_demo_groups(os.path.join(HERE, "results"), current_demo_config())
+  if groups:
+    text = demo_table(groups)
     with open(os.path.join(args.out, "demo_table.md"), "w") as f:
       f.write(text)
     for readme in (os.path.join(args.out, "README.md"), ROOT_README):
       if os.path.isfile(readme) and DEMO_BEGIN in open(readme).read():
         write_marked_section(readme, text, DEMO_BEGIN, DEMO_END)
     print(text)
-
 
 if __name__ == "__main__":
   main()
