@@ -5,8 +5,8 @@ Runs offline (the dSprites grid is rendered procedurally, not the original file)
 
     python -m vae_jax.main --config=configs/default.py --workdir=runs/demo
 
-(`make demo` runs exactly this.) 1,500 steps of batch 256 (384k images), β rising
-linearly from 0 to 6 over the first 200 (the recipe study's best screen candidate,
+(`make demo` runs exactly this.) 2,500 steps of batch 256 (640k images), β rising
+linearly from 0 to 6 over the first 200 (the recipe study's `mws_warmup200` arm,
 experiments/recipe_dsprites/), then the evaluation over the whole 737,280-image grid
 (metrics.json) and the figures (figures/: traversal grid and GIFs, reconstructions,
 latent-vs-factor, MI heat map). What it reaches over seeds 0–4 (full-grid Chen MIG,
@@ -19,7 +19,7 @@ from vae_jax.configlib import base_config
 
 def get_config():
   config = base_config()
-  config.num_train_steps = 1500
+  config.num_train_steps = 2500
   config.loss.warmup_steps = 200
   config.eval.elbo_samples = 2_000  # The aggregate-posterior terms cost O(S·N·K); 2k points keep the demo short.
   return config
