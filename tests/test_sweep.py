@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -318,6 +319,16 @@ def test_recipe_demo_rows_are_labelled_with_the_demo_commands_overrides():
   shorter["loss"]["warmup_steps"] = 50
   assert (recipe_report.demo_label(shorter, current)
           == "configs/default.py --config.loss.warmup_steps=50 --config.num_train_steps=700")
+
+
+def test_recipe_training_minutes_count_every_step_or_none():
+  recipe_report = _load(RECIPE / "report.py", "recipe_report")
+  minutes = recipe_report.training_minutes_per_model
+  assert minutes({"train_seconds_total": 600.0, "train_seconds": 600.0, "resumed_from_step": 0, "members": [{}, {}]}) == 5.0
+  # Resumed at step 2,000 with the earlier steps' seconds carried over: the total counts.
+  assert minutes({"train_seconds_total": 630.0, "train_seconds": 125.0, "resumed_from_step": 2000, "members": [{}]}) == 10.5
+  # Resumed only to evaluate, the earlier seconds not recorded: unknown, not 0.
+  assert np.isnan(minutes({"train_seconds_total": 0.01, "train_seconds": 0.01, "resumed_from_step": 2500, "members": [{}]}))
 
 
 def test_recipe_report_flags_one_latent_holding_two_factors():

@@ -75,10 +75,11 @@ def training_minutes_per_model(record: dict) -> float:
   does not hold the training time of every step (a run resumed before training seconds
   were recorded across resumptions)."""
   total = record.get("train_seconds_total")
-  covered = record.get("resumed_from_step", 0) == 0 or record.get("eval_history")
-  if total is None or not covered:
+  if total is None:
     return float("nan")
-  return total / 60 / len(record["members"])
+  # A resumed run's total covers the steps before the resume only if their seconds were recorded.
+  covered = record.get("resumed_from_step", 0) == 0 or total > record.get("train_seconds", total)
+  return total / 60 / len(record["members"]) if covered else float("nan")
 
 
 def table(records: dict[str, dict]) -> str:
