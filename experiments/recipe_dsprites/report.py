@@ -176,8 +176,8 @@ def demo_label(record_config: dict, demo_config: dict) -> str:
   """The demo command's overrides that give `record_config` (seed and figures aside):
   "configs/default.py" itself, or e.g. "configs/default.py --config.num_train_steps=1500"."""
   want, got = _flat(demo_config), _flat(record_config)
-  overrides = [f"--config.{k}={got.get(k)}" for k in sorted(want)
-               if k not in ("seed", "eval.figures") and got.get(k) != want[k]]
+  overrides = [f"--config.{k}={v}" for k, v in sorted(got.items())
+               if k not in ("seed", "eval.figures") and want.get(k) != v]
   return " ".join(["configs/default.py", *overrides])
 
 
