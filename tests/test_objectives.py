@@ -46,7 +46,13 @@ class Probe(vae.VAE):
     return probe_loss, {"probe_loss": probe_loss}
 
 
-objectives.register("probe_test", Probe)
+@pytest.fixture(autouse=True, scope="module")
+def registered_probe():
+  """Probe is registered for this module's tests only, so configs built later in the same
+  worker do not carry its hyperparameter."""
+  objectives.register("probe_test", Probe)
+  yield
+  objectives.unregister("probe_test")
 
 
 def probe_config():
@@ -77,6 +83,20 @@ def test_registry_lists_every_objective_module_and_rejects_unknown_names():
     objectives.get("nope")
   with pytest.raises(ValueError, match="module of vae_jax.objectives"):
     objectives.register("vae", Probe)
+
+
+def test_unregister_removes_an_objective_and_its_hyperparameters():
+  objectives.register("probe_test_2", Probe)
+  objectives.unregister("probe_test_2")
+  assert "probe_test_2" not in objectives.available()
+  objectives.unregister("probe_test")  # The module's fixture registered it; its test re-adds it below.
+  try:
+    assert "lam" not in configlib.base_config().loss and "probe_test" not in objectives.available()
+    with pytest.raises(ValueError, match="not added by register"):
+      objectives.unregister("probe_test")
+  finally:
+    objectives.register("probe_test", Probe)
+  assert configlib.base_config().loss.lam == 0.5
 
 
 def test_config_gets_every_objectives_hyperparameters_and_checks_per_member_values():

@@ -5,7 +5,7 @@ objective is one new module here (plus a config that selects it): `get(name)` fi
 it by name, and its hyperparameters become config keys (`loss.<name>`, per member
 `ensemble.hparams.<name>`) through `all_hparams()`. Code outside the package (a
 user's experiment, a test) can add one with `register(name, cls)` before building
-its config.
+its config, and remove it with `unregister(name)`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pkgutil
 
 from vae_jax.objectives.base import Objective
 
-__all__ = ["Objective", "all_hparams", "all_settings", "available", "create", "get", "register"]
+__all__ = ["Objective", "all_hparams", "all_settings", "available", "create", "get", "register", "unregister"]
 
 _REGISTERED: dict[str, type[Objective]] = {}
 
@@ -36,6 +36,13 @@ def register(name: str, cls: type[Objective]) -> None:
   if name in _modules():
     raise ValueError(f"Objective {name!r} is a module of vae_jax.objectives; pick another name.")
   _REGISTERED[name] = cls
+
+
+def unregister(name: str) -> None:
+  """Removes an objective added by `register` (configs built afterwards lose its hyperparameters)."""
+  if name not in _REGISTERED:
+    raise ValueError(f"Objective {name!r} was not added by register(); registered: {sorted(_REGISTERED)}.")
+  del _REGISTERED[name]
 
 
 def get(name: str) -> type[Objective]:
