@@ -12,8 +12,9 @@ experiments/recipe_dsprites/), then the evaluation over the whole 737,280-image 
 latent-vs-factor, MI heat map). Expected: full-grid Chen MIG (shape excluded) 0.262 for
 seed 0, median 0.262 over seeds 0–4 with 3 of 5 above 0.2 (the demo table of README.md
 and experiments/recipe_dsprites/README.md; `--protocol=demo` there reruns it); whether
-a run disentangles still depends on its seed. About 10 minutes of training on a slow
-day of this project's 2-core CPU (4 steps/s), plus about 3 for the evaluation.
+a run disentangles still depends on its seed. On this project's 2-core AMD EPYC (AVX2)
+host: about 11 minutes of training (3.7 steps/s) and 2.5 for the evaluation; about 4.5
+minutes of training on the 2-core Xeon with AMX it had before (9.5 steps/s).
 """
 
 from vae_jax.configlib import base_config
