@@ -120,3 +120,17 @@ def test_beta_tcvae_minus_beta_vae_at_each_beta(tmp_path):
   assert cells[0].startswith("+0.250 [")  # median 0.40 − median 0.15
   assert float(cells[1]) == pytest.approx(2 / 252, abs=5e-4)  # Completely separated 5 vs 5 (3 decimals).
   assert cells[2].startswith("+0.000 [+0.000, +0.000]") and float(cells[3]) == 1.0  # Equal histogram MIGs.
+  # Both β = 6 groups hold seeds 0-4: the seed-by-seed table pairs them.
+  row = next(line for line in table.splitlines() if line.startswith("| β-TCVAE (MWS) β=6 | β-VAE β=6 | 0, 1, 2, 3, 4 |"))
+  cells = [c.strip() for c in row.split("|")[4:-1]]
+  assert cells[:3] == ["+0.250, +0.250, +0.250, +0.250, +0.250", "+0.250 [+0.250, +0.250]", "5 of 5"]
+  assert float(cells[3]) == pytest.approx(2 / 32, abs=5e-5)  # All five seeds one way: the smallest p.
+  assert cells[4:7] == ["+0.000, +0.000, +0.000, +0.000, +0.000", "+0.000 [+0.000, +0.000]", "0 of 5"]
+  assert float(cells[7]) == 1.0
+
+
+def test_no_seed_by_seed_table_when_the_groups_have_different_seeds(tmp_path):
+  write_run(tmp_path / "tc", "betatcvae", [6] * 3, [0.3, 0.4, 0.5], [0.1] * 3)
+  write_run(tmp_path / "bv", "betavae", [6] * 3, [0.1, 0.2, 0.3], [0.1] * 3, seed=10)
+  table = open(report.write_report([str(tmp_path / "tc"), str(tmp_path / "bv")], str(tmp_path / "out"))["table"]).read()
+  assert "| β-TCVAE (MWS) β=6 | β-VAE β=6 | 3 vs 3 |" in table and "seed by seed" not in table

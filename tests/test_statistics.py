@@ -1,5 +1,6 @@
 """vae_jax.statistics: the exact Mann–Whitney p against an enumeration of every split of the
-pooled scores, and the bootstrap interval against known cases."""
+pooled scores, the signed-rank p against scipy's exact test and known answers (ties, zeros),
+and the bootstrap intervals against known cases."""
 
 import itertools
 
@@ -49,3 +50,39 @@ def test_bootstrap_interval_of_the_median_difference():
   assert low < 0.0 < high
   with pytest.raises(ValueError, match="at least one value"):
     statistics.bootstrap_median_difference([], [1.0])
+
+
+def test_wilcoxon_signed_rank_matches_scipys_exact_test_and_known_answers():
+  from scipy.stats import wilcoxon
+
+  rng = np.random.default_rng(2)
+  for n, shift in ((5, 0.0), (6, 0.5), (8, 2.0), (9, -0.4)):
+    d = rng.normal(size=n) + shift
+    result = statistics.wilcoxon_signed_rank(d)
+    assert result["p"] == pytest.approx(wilcoxon(d, method="exact").pvalue, rel=1e-9)
+    ranks = np.argsort(np.argsort(np.abs(d))) + 1
+    assert result["w_plus"] == ranks[d > 0].sum()
+  # Five pairs all one way: the smallest two-sided p, 2 / 2^5.
+  assert statistics.wilcoxon_signed_rank([0.1, 0.2, 0.3, 0.4, 0.5])["p"] == pytest.approx(2 / 32)
+  # Ties: five equal differences share rank 3; only "all +" and "all −" are as extreme.
+  assert statistics.wilcoxon_signed_rank([0.25] * 5) == {"w_plus": 15.0, "p": pytest.approx(2 / 32)}
+  # Zeros carry no sign and are dropped: four positive pairs left, p = 2 / 2^4.
+  assert statistics.wilcoxon_signed_rank([0.0, 0.1, 0.2, 0.3, 0.4])["p"] == pytest.approx(2 / 16)
+  assert statistics.wilcoxon_signed_rank([0.0, 0.0])["p"] == 1.0
+  # Beyond max_exact, the normal approximation stays close to the exact p.
+  d = rng.normal(size=12) + 0.6
+  assert statistics.wilcoxon_signed_rank(d, max_exact=4)["p"] == pytest.approx(
+      statistics.wilcoxon_signed_rank(d)["p"], abs=0.02)
+
+
+def test_paired_comparison_uses_each_seeds_difference():
+  a = {3: 0.30, 0: 0.10, 1: 0.50, 2: 0.20, 4: 0.25}
+  b = {0: 0.05, 1: 0.52, 2: 0.05, 3: 0.10, 4: 0.05}
+  out = statistics.compare_paired(a, b)
+  assert out["differences"] == pytest.approx({0: 0.05, 1: -0.02, 2: 0.15, 3: 0.20, 4: 0.20})
+  assert out["median"] == pytest.approx(0.15) and out["higher"] == 4 and out["n"] == 5
+  # The bootstrap medians lie between the smallest and largest difference.
+  assert -0.02 - 1e-12 <= out["low"] <= out["median"] <= out["high"] <= 0.20 + 1e-12
+  with pytest.raises(ValueError, match="same seeds"):
+    statistics.compare_paired({0: 1.0, 1: 2.0}, {0: 1.0, 2: 2.0})
+  assert statistics.bootstrap_median([2.0] * 4) == (2.0, 2.0)
