@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from vae_jax import host_memory
+
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
 
 # Allocates and frees a 64 MiB block before and after retain_freed_memory() and
@@ -49,10 +51,12 @@ SIZE = 64 << 20
 
 
 def _probe(**env):
-  environment = {k: v for k, v in os.environ.items() if k not in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_",
-                                                                  "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_",
-                                                                  "GLIBC_TUNABLES")}
-  out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True,
+  return _run(_PROBE, **env)
+
+
+def _run(program, **env):
+  environment = {k: v for k, v in os.environ.items() if k not in host_memory.MALLOC_ENVIRONMENT}
+  out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True,
                        env={**environment, **env})
   return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -73,3 +77,29 @@ def test_users_malloc_environment_is_left_alone():
   assert not result["applied"]
   assert result["after"]["mmapped_while_held"] >= SIZE
   assert result["after"]["heap_free_after"] < SIZE
+
+
+# A thread started after retain_freed_memory() allocates and frees a 64 MiB block.
+_THREAD_PROBE = _PROBE.split("before = ")[0] + r"""
+import threading
+applied = host_memory.retain_freed_memory()
+out = {}
+def worker():
+  out.update(allocate_and_free())
+thread = threading.Thread(target=worker)
+thread.start()
+thread.join()
+print(json.dumps({"applied": applied, **out}))
+"""
+
+
+def test_a_new_threads_large_blocks_come_from_the_kept_heap_too():
+  """Without M_ARENA_MAX = 1 the thread gets an arena of its own, whose heaps hold at most
+  64 MiB, and glibc maps such a block (and unmaps it on free) despite M_MMAP_MAX = 0."""
+  result = _run(_THREAD_PROBE)
+  assert result["applied"]
+  assert result["mmapped_while_held"] < SIZE
+  assert result["heap_free_after"] >= SIZE
+  # The same thread without the settings: its block is a mapping of its own, gone after free.
+  default = _run(_THREAD_PROBE.replace("applied = host_memory.retain_freed_memory()", "applied = False"))
+  assert default["mmapped_while_held"] >= SIZE

@@ -11,8 +11,16 @@ step at batch 64: 72 against 54 ms per step (benchmarks/step_breakdown.py
 in a trace (benchmarks/profile_step.py --malloc default / retain).
 
 `retain_freed_memory` tells glibc to serve every allocation from its heap and
-never to trim it, which is what `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=...`
-would do if set before the process started. The heap grows to the step's working
+never to trim it, which is what `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=...
+MALLOC_ARENA_MAX=1` would do if set before the process started. The last matters
+for threads: a thread that first allocates after the call shares the main heap
+instead of getting an arena of its own, whose heaps are at most 64 MiB, so that a
+larger block (a 5-member ensemble's stacked parameters or Adam moments) would be
+mapped and unmapped on every step whatever M_MMAP_MAX says. 5 MLP members at batch
+256: 1,542 and 1,631 ms per step and about 835 MiB of fresh pages with an arena per
+thread, 1,115 and 1,297 ms and 129 MiB with one; one member 189-219 ms either way
+(benchmarks/ensemble_memory.py, 2026-12-02, the 2-core AMD EPYC host). Call it before
+JAX starts its threads. The heap grows to the step's working
 set once; peak RSS grew by 40-270 MiB in benchmarks/train_throughput.py. Memory
 freed by a step is not returned to the OS until the process ends.
 """
@@ -29,11 +37,12 @@ from absl import logging
 # mallopt parameters from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
 _INT_MAX = 2**31 - 1
 
 # Set by the user before the process started; then their choice stands.
-MALLOC_ENVIRONMENT = ("GLIBC_TUNABLES", "MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
-                      "MALLOC_TOP_PAD_")
+MALLOC_ENVIRONMENT = ("GLIBC_TUNABLES", "MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_",
+                      "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
 
 
 def retain_freed_memory() -> bool:
@@ -53,7 +62,8 @@ def retain_freed_memory() -> bool:
   if any(name in os.environ for name in MALLOC_ENVIRONMENT):
     return False
   libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-  applied = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, _INT_MAX) == 1
+  applied = (libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, _INT_MAX) == 1
+             and libc.mallopt(_M_ARENA_MAX, 1) == 1)
   if applied:
     logging.log_first_n(logging.DEBUG, "glibc malloc keeps freed memory for reuse (vae_jax.host_memory).", 1)
   return applied

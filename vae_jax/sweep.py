@@ -201,7 +201,9 @@ def main(argv: Sequence[str]) -> None:
   except SweepError as e:
     raise app.UsageError(str(e)) from e
   results_dir = FLAGS.results or default_results_dir(FLAGS.sweep, FLAGS.protocol)
-  from vae_jax import cli  # Loaded here, as run_sweep loads training.
+  from vae_jax import cli, host_memory  # Loaded here, as run_sweep loads training.
+
+  host_memory.retain_freed_memory()  # Before JAX starts its threads (see host_memory).
 
   try:
     paths = run_sweep(runs, FLAGS.workdir, results_dir, FLAGS.only, shard)
