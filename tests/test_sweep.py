@@ -246,11 +246,13 @@ def test_recipe_screen_table_compares_with_the_mws_arm_at_the_same_images():
   recipe_report = _load(RECIPE / "report.py", "recipe_report")
   base = [0.05, 0.30, 0.10, 0.40, 0.02]
   cand = [0.25, 0.21, 0.02, 0.33, 0.5]
-  cpu = {"mws": {"eval_history": [{"images": 64, "mig": [9.0] * 5}, {"images": 128, "mig": base}]}}
+  cpu = {"mws": {"eval_history": [{"images": 64, "mig": [9.0] * 5}, {"images": 128, "mig": base}],
+                 "members": [{"seed": s} for s in range(5)]}}
   separate = {"mi": [[0.3, 0.0], [0.0, 0.4]], "best_latent": [0, 1]}
   together = {"mi": [[0.3, 0.0], [0.4, 0.05]], "best_latent": [0, 0]}
   screen = {"x": {"images_per_member": 128,
-                  "members": [{"mig": {"value": v, **(together if i == 4 else separate)}} for i, v in enumerate(cand)]}}
+                  "members": [{"seed": i, "mig": {"value": v, **(together if i == 4 else separate)}}
+                              for i, v in enumerate(cand)]}}
   text = recipe_report.screen_table(screen, cpu)
   rows = [line.split("|") for line in text.strip().splitlines()[2:]]
   assert [r[1].strip() for r in rows] == ["`mws` (its `eval_history`)", "`x`"]
@@ -258,9 +260,22 @@ def test_recipe_screen_table_compares_with_the_mws_arm_at_the_same_images():
   assert float(rows[1][4]) == pytest.approx(0.25, abs=5e-4)
   assert rows[1][6].strip() == "80%" and rows[0][6].strip() == "40%"  # Share of seeds >= 0.2.
   assert rows[1][7].strip().startswith(f"{0.25 - 0.10:+.3f}")
-  assert rows[1][9].strip() == "1 of 5"
+  # Seed by seed: differences +0.20, -0.09, -0.08, -0.07, +0.48; median -0.07, 2 of 5 higher;
+  # ranks of |d| 4, 3, 2, 1, 5, W+ = 9 of 15: 26 of the 32 sign assignments lie as far from 7.5.
+  paired = rows[1][8].strip()
+  assert paired.startswith("-0.070 [") and paired.endswith(", 2 of 5, p = 0.812"), paired
+  assert rows[0][8].strip() == "–"
+  assert rows[1][10].strip() == "1 of 5"
   with pytest.raises(ValueError, match="no sub-grid MIG at 256"):
     recipe_report.screen_baseline(cpu["mws"], 256)
+
+
+def test_recipe_paired_cell_needs_the_same_seeds():
+  recipe_report = _load(RECIPE / "report.py", "recipe_report")
+  assert recipe_report.paired_cell({0: 0.3, 1: 0.2}, {0: 0.1, 2: 0.2}) == "–"
+  cell = recipe_report.paired_cell({0: 0.3, 1: 0.4, 2: 0.5}, {0: 0.1, 1: 0.1, 2: 0.1})
+  # Three positive differences: only all-positive and all-negative are as extreme, p = 2/8.
+  assert cell.startswith("+0.300 [+0.200, +0.400], 3 of 3, p = 0.250"), cell
 
 
 def test_recipe_demo_protocol_is_the_demo_command_over_seeds_0_to_4():

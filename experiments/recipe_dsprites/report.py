@@ -6,7 +6,8 @@ Writes the markdown table (recipe_table.md, and into README.md between its recip
 markers) and recipe_curves.png next to this file:
 per arm, the final full-grid Chen MIG over seeds (median, IQR, share of seeds with
 MIG >= 0.2, a bootstrap 95% interval on the median's difference from today's recipe,
-the `mws` arm), and the sub-grid MIG during training against images seen and wall time;
+the `mws` arm, and the paired comparison with it over the seeds both trained: the median
+per-seed difference, its bootstrap interval, and the Wilcoxon signed-rank p), and the sub-grid MIG during training against images seen and wall time;
 the screen's table (screen_table.md, and into README.md between its screen_table
 markers) from results/screen; and the demo's table over seeds (demo_table.md, and into
 this README and the repository's README.md between their demo_table markers) from
@@ -26,7 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from vae_jax.report import write_marked_section
-from vae_jax.statistics import bootstrap_median_difference
+from vae_jax.statistics import bootstrap_median_difference, compare_paired
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BASELINE = "mws"
@@ -51,6 +52,25 @@ def final_migs(record: dict) -> np.ndarray:
   """Chen MIG of every member at the end of its run [S]: over the full grid (eval.final =
   "full", the arms and the demo) or the sub-grid ("subset", the screen)."""
   return np.asarray([m["mig"]["value"] for m in record["members"]], np.float64)
+
+
+def migs_by_seed(record: dict) -> dict[int, float]:
+  """{seed: Chen MIG at the end of its run} over the record's members."""
+  return {int(m["seed"]): float(m["mig"]["value"]) for m in record["members"]}
+
+
+PAIRED_HEADER = f"per seed − `{BASELINE}`: median [95% bootstrap], higher in, Wilcoxon p"
+
+
+def paired_cell(scores: dict[int, float], base: dict[int, float]) -> str:
+  """The paired comparison with the baseline over the seeds both were trained on (the same
+  initialisations and data orders): the median of the per-seed differences with its 95%
+  bootstrap interval over seeds, the seeds that score higher, the exact two-sided Wilcoxon
+  signed-rank p (vae_jax.statistics.compare_paired); "–" when the seeds differ."""
+  if set(scores) != set(base):
+    return "–"
+  c = compare_paired(scores, base)
+  return f"{c['median']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}], {c['higher']} of {c['n']}, p = {c['p']:.3f}"
 
 
 def shares_a_latent(mig: dict) -> bool:
@@ -85,22 +105,24 @@ def training_minutes_per_model(record: dict) -> float:
 def table(records: dict[str, dict]) -> str:
   """The markdown table, one row per arm."""
   lines = ["| arm | seeds | steps × batch | images per model | training min per model | full-grid MIG median | "
-           f"IQR [Q1, Q3] | share ≥ {THRESHOLD} | median − `{BASELINE}`, 95% bootstrap | MIG per seed | "
-           "two factors on one latent |",
-           "|---|---:|---|---:|---:|---:|---|---:|---|---|---:|"]
+           f"IQR [Q1, Q3] | share ≥ {THRESHOLD} | median − `{BASELINE}`, 95% bootstrap | {PAIRED_HEADER} | "
+           "MIG per seed | two factors on one latent |",
+           "|---|---:|---|---:|---:|---:|---|---:|---|---|---|---:|"]
   base = final_migs(records[BASELINE]) if BASELINE in records else None
+  base_by_seed = migs_by_seed(records[BASELINE]) if BASELINE in records else None
   for arm, r in records.items():
     v = final_migs(r)
     q1, med, q3 = np.percentile(v, [25, 50, 75])
     cfg = r["config"]
     minutes = training_minutes_per_model(r)
-    diff = "–"
+    diff = paired = "–"
     if base is not None and arm != BASELINE:
       lo, hi = bootstrap_median_difference(v, base)
       diff = f"{med - np.median(base):+.3f} [{lo:+.3f}, {hi:+.3f}]"
+      paired = paired_cell(migs_by_seed(r), base_by_seed)
     lines.append(f"| `{arm}` | {len(v)} | {cfg['num_train_steps']:,} × {cfg['batch_size']} | "
                  f"{r['images_per_member']:,} | {'–' if np.isnan(minutes) else f'{minutes:.1f}'} | {med:.3f} | {q3 - q1:.3f} [{q1:.3f}, {q3:.3f}] | "
-                 f"{np.mean(v >= THRESHOLD):.0%} | {diff} | {', '.join(f'{x:.3f}' for x in v)} | {shared_count(r)} |")
+                 f"{np.mean(v >= THRESHOLD):.0%} | {diff} | {paired} | {', '.join(f'{x:.3f}' for x in v)} | {shared_count(r)} |")
   return "\n".join(lines) + "\n"
 
 
@@ -133,11 +155,11 @@ def draw(records: dict[str, dict], path: str) -> str:
   return path
 
 
-def screen_baseline(cpu_record: dict, images: int) -> np.ndarray:
-  """The `mws` arm's sub-grid MIG per seed at `images` images (its eval_history) [S]."""
+def screen_baseline(cpu_record: dict, images: int) -> dict[int, float]:
+  """The `mws` arm's sub-grid MIG at `images` images (its eval_history), {seed: MIG}."""
   for h in cpu_record.get("eval_history", []):
     if h["images"] == images:
-      return np.asarray(h["mig"], np.float64)
+      return {int(m["seed"]): float(x) for m, x in zip(cpu_record["members"], h["mig"])}
   raise ValueError(f"The {BASELINE!r} arm logged no sub-grid MIG at {images:,} images.")
 
 
@@ -148,20 +170,24 @@ def screen_table(screen: dict[str, dict], cpu_records: dict[str, dict]) -> str:
   if len(images) != 1:
     raise ValueError(f"Screen runs saw different numbers of images: {sorted(images)}.")
   images = images.pop()
-  base = screen_baseline(cpu_records[BASELINE], images)
+  base_by_seed = screen_baseline(cpu_records[BASELINE], images)
+  base = np.asarray(list(base_by_seed.values()))
   lines = ["| candidate | seeds | images per model | sub-grid MIG median | IQR [Q1, Q3] | "
-           f"share ≥ {THRESHOLD} | median − `{BASELINE}`, 95% bootstrap | MIG per seed | two factors on one latent |",
-           "|---|---:|---:|---:|---|---:|---|---|---:|"]
-  rows = [(f"`{BASELINE}` (its `eval_history`)", base, "–")]
-  rows += [(f"`{a}`", final_migs(r), shared_count(r)) for a, r in screen.items()]
-  for i, (name, v, shared) in enumerate(rows):
+           f"share ≥ {THRESHOLD} | median − `{BASELINE}`, 95% bootstrap | {PAIRED_HEADER} | MIG per seed | "
+           "two factors on one latent |",
+           "|---|---:|---:|---:|---|---:|---|---|---|---:|"]
+  rows = [(f"`{BASELINE}` (its `eval_history`)", base_by_seed, "–")]
+  rows += [(f"`{a}`", migs_by_seed(r), shared_count(r)) for a, r in screen.items()]
+  for i, (name, by_seed, shared) in enumerate(rows):
+    v = np.asarray(list(by_seed.values()))
     q1, med, q3 = np.percentile(v, [25, 50, 75])
-    diff = "–"
+    diff = paired = "–"
     if i:
       lo, hi = bootstrap_median_difference(v, base)
       diff = f"{med - np.median(base):+.3f} [{lo:+.3f}, {hi:+.3f}]"
+      paired = paired_cell(by_seed, base_by_seed)
     lines.append(f"| {name} | {len(v)} | {images:,} | {med:.3f} | {q3 - q1:.3f} [{q1:.3f}, {q3:.3f}] | "
-                 f"{np.mean(v >= THRESHOLD):.0%} | {diff} | {', '.join(f'{x:.3f}' for x in v)} | {shared} |")
+                 f"{np.mean(v >= THRESHOLD):.0%} | {diff} | {paired} | {', '.join(f'{x:.3f}' for x in v)} | {shared} |")
   return "\n".join(lines) + "\n"
 
 
