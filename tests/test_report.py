@@ -134,3 +134,39 @@ def test_no_seed_by_seed_table_when_the_groups_have_different_seeds(tmp_path):
   write_run(tmp_path / "bv", "betavae", [6] * 3, [0.1, 0.2, 0.3], [0.1] * 3, seed=10)
   table = open(report.write_report([str(tmp_path / "tc"), str(tmp_path / "bv")], str(tmp_path / "out"))["table"]).read()
   assert "| β-TCVAE (MWS) β=6 | β-VAE β=6 | 3 vs 3 |" in table and "seed by seed" not in table
+
+
+def test_readme_summary_is_rewritten_in_place_from_the_runs(tmp_path):
+  tc6, bv6 = [0.30, 0.05, 0.40, 0.45, 0.50], [0.10, 0.20, 0.15, 0.60, 0.25]
+  write_run(tmp_path / "tc", "betatcvae", [6] * 5, tc6, [0.1] * 5)
+  write_run(tmp_path / "bv", "betavae", [6] * 5, bv6, [0.1] * 5)
+  write_run(tmp_path / "vae", "vae", [1] * 3, [0.02, 0.01, 0.03], [0.1] * 3, seed=7)
+  readme = tmp_path / "README.md"
+  readme.write_text(f"# Study\n\nbefore\n\n{report.SUMMARY_MARKERS[0]}\nstale\n{report.SUMMARY_MARKERS[1]}\n\nafter\n")
+  args = [str(tmp_path / d) for d in ("tc", "bv", "vae")] + [f"--out={tmp_path / 'out'}", f"--readme={readme}"]
+  assert report.main(args) == 0
+  text = readme.read_text()
+  assert text.startswith("# Study\n\nbefore\n\n") and text.endswith("\n\nafter\n") and "stale" not in text
+  rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+          for line in text.splitlines() if line.startswith("| ")}
+  assert rows["VAE β=1"][:2] == ["7, 8, 9", "0.020, 0.010, 0.030"]
+  q1, q3 = np.percentile(bv6, [25, 75])
+  assert rows["β-VAE β=6"][2:] == [f"{np.median(bv6):.3f}", f"{q3 - q1:.3f} [{q1:.3f}, {q3:.3f}]"]
+  pair = rows["β-TCVAE (MWS) β=6 − β-VAE β=6"]
+  assert pair[0] == "5 vs 5" and pair[1].startswith(f"{np.median(tc6) - np.median(bv6):+.3f} [")
+  # Per seed +0.20, -0.15, +0.25, -0.15, +0.25: median +0.20, 3 of 5 higher; |d| ranks 3, 1.5, 4.5,
+  # 1.5, 4.5 give W+ = 12 of 15; 10 of the 32 sign assignments lie as far from 7.5 (exact with ties).
+  assert pair[3].startswith("+0.200 [") and pair[4] == "3 of 5"
+  assert float(pair[5]) == pytest.approx(10 / 32, abs=1e-3)  # Printed to 3 decimals.
+
+
+def test_figure5_readme_summary_is_the_committed_results():
+  # The study README's summary must be regenerated whenever a result is committed
+  # (python -m vae_jax.report ... --readme=experiments/figure5_dsprites/README.md).
+  root = os.path.join(os.path.dirname(__file__), os.pardir, "experiments", "figure5_dsprites")
+  models, _ = report.load_models([os.path.join(root, "results", "cpu_v2")])
+  assert models, "no committed Figure 5 v2 results"
+  text = open(os.path.join(root, "README.md")).read()
+  begin, end = report.SUMMARY_MARKERS
+  committed = text[text.index(begin) + len(begin):text.index(end)].strip("\n")
+  assert committed == report.summary_markdown(report.group_models(models)).strip("\n")

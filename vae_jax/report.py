@@ -1,6 +1,6 @@
 """A report over many runs: the distribution of MIG per model and β.
 
-    python -m vae_jax.report RUN_DIR [RUN_DIR ...] [--out=DIR]
+    python -m vae_jax.report RUN_DIR [RUN_DIR ...] [--out=DIR] [--readme=README.md]
 
 Each RUN_DIR is a workdir with a metrics.json, a folder with a results.json (as
 vae_jax.sweep writes them), or a folder of either, one level down. Every ensemble
@@ -18,7 +18,9 @@ dataset and architecture when the runs mix them). Writes
                                its 95% bootstrap interval, the exact Mann–Whitney p);
                                then one row per model
 
-OUT defaults to ./mig_report. Titles name each estimator, the factors it counted, how
+and, with --readme, the summary (summary_markdown: Chen MIG per seed, median and IQR per
+group, the β-TCVAE − β-VAE comparisons) into that markdown file between its mig_summary
+markers, so a study's README never lags its results. OUT defaults to ./mig_report. Titles name each estimator, the factors it counted, how
 many images it was computed on and the dataset (marked procedural where it is).
 """
 
@@ -375,6 +377,44 @@ def markdown_table(groups: dict[tuple, list[Model]]) -> str:
   return "\n".join(lines) + "\n"
 
 
+def summary_markdown(groups: dict[tuple, list[Model]]) -> str:
+  """A study README's summary in Chen et al.'s convention (the sampling MIG): one row per group
+  (its seeds, every model's MIG in seed order, median, IQR), then per β-TCVAE/β-VAE pair at
+  one β the medians' difference with its 95% bootstrap interval and Mann–Whitney p and, where
+  both groups hold the same seeds, the median per-seed difference with its interval, the seeds
+  favouring β-TCVAE and the Wilcoxon signed-rank p. mig_table.md has the histogram MIG too."""
+  labels = dict(zip(groups, group_labels(list(groups))))
+  lines = ["| group | seeds | Chen MIG per seed (seed order) | median | IQR [Q1, Q3] |", "|---|---|---|---:|---|"]
+  for k, models in groups.items():
+    ordered = sorted(models, key=lambda m: (m.seed, m.run, m.member))
+    values = [m.mig["mig"]["value"] for m in ordered]
+    s = summarize(values)
+    lines.append(f"| {labels[k]} | {', '.join(str(m.seed) for m in ordered)} | "
+                 f"{', '.join(f'{v:.3f}' for v in values)} | {s['median']:.3f} | "
+                 f"{s['iqr']:.3f} [{s['q1']:.3f}, {s['q3']:.3f}] |")
+  pairs = tc_vs_beta_vae(groups)
+  if pairs:
+    lines += ["", "| β-TCVAE − β-VAE | n | medians' difference [95% bootstrap] | Mann–Whitney p | "
+              "per-seed differences: median [95% bootstrap] | β-TCVAE higher | Wilcoxon p |",
+              "|---|---|---|---:|---|---:|---:|"]
+    for tc, bv in pairs:
+      a, b = [m.mig["mig"]["value"] for m in groups[tc]], [m.mig["mig"]["value"] for m in groups[bv]]
+      c = statistics.compare(a, b)
+      row = (f"| {labels[tc]} − {labels[bv]} | {len(a)} vs {len(b)} | {c['difference']:+.3f} "
+             f"[{c['low']:+.3f}, {c['high']:+.3f}] | {c['p']:.3f} |")
+      a_seed, b_seed = _by_seed(groups[tc], "mig"), _by_seed(groups[bv], "mig")
+      if a_seed is not None and b_seed is not None and set(a_seed) == set(b_seed):
+        d = statistics.compare_paired(a_seed, b_seed)
+        row += f" {d['median']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] | {d['higher']} of {d['n']} | {d['p']:.3f} |"
+      else:
+        row += " – (different seeds) | – | – |"
+      lines.append(row)
+  return "\n".join(lines) + "\n"
+
+
+SUMMARY_MARKERS = ("<!-- mig_summary: begin -->", "<!-- mig_summary: end -->")
+
+
 def write_marked_section(path: str, text: str, begin: str, end: str) -> None:
   """Replaces the text between the marker lines `begin` and `end` in the markdown file at path by
   `text` (appends both markers and the text if absent; creates the file if missing), so a
@@ -408,10 +448,13 @@ def write_report(run_dirs: Sequence[str], out_dir: str) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """CLI: python -m vae_jax.report RUN_DIR [RUN_DIR ...] [--out=DIR]."""
+  """CLI: python -m vae_jax.report RUN_DIR [RUN_DIR ...] [--out=DIR] [--readme=FILE]."""
   parser = argparse.ArgumentParser(prog="python -m vae_jax.report", description=__doc__.split("\n\n")[0])
   parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="workdirs with metrics.json (or their parent)")
   parser.add_argument("--out", default="mig_report", help="output folder (default: ./mig_report)")
+  parser.add_argument("--readme", default=None,
+                      help="also write the summary (summary_markdown) into this markdown file, between the lines "
+                           f"{SUMMARY_MARKERS[0]} and {SUMMARY_MARKERS[1]} (appended if absent)")
   args = parser.parse_args(argv)
   try:
     result = write_report(args.run_dirs, args.out)
@@ -422,6 +465,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"WARNING: skipped {problem}", file=sys.stderr)
   n = sum(len(v) for v in result["groups"].values())
   print(f"{n} models in {len(result['groups'])} groups → {result['figure']}, {result['table']}")
+  if args.readme:
+    write_marked_section(args.readme, summary_markdown(result["groups"]), *SUMMARY_MARKERS)
+    print(f"summary → {args.readme}")
   return 0
 
 
