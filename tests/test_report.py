@@ -90,23 +90,6 @@ def test_no_evaluated_run_is_one_clear_error(runs, capsys):
   assert os.path.isfile(root / "out3" / "mig_distribution.png")
 
 
-def test_labels_and_order_come_from_the_objectives():
-  keys = [("d", "mlp", "annealedvae", (("c_max", 25.0), ("capacity_weight", 1000.0))),
-          ("d", "mlp", "factorvae", (("tc_weight", 7.0),)),
-          ("d", "mlp", "betatcvae/mss", (("alpha", 1.0), ("beta", 4.0), ("gamma", 2.0))),
-          ("d", "mlp", "dipvae_ii", (("lambda_od", 10.0),)),
-          ("d", "mlp", "vae", ())]
-  # The key hyperparameter always, the others only away from their defaults.
-  assert report.group_labels(keys) == ["AnnealedVAE C_max=25", "FactorVAE γ=7", "β-TCVAE (MSS) β=4 γ=2",
-                                       "DIP-VAE-II λ_od=10", "VAE"]
-  models = [report.Model(run="r", member=i, seed=i, hparams=k[3], objective=k[2].split("/")[0],
-                         estimator=k[2].partition("/")[2], architecture=k[1], dataset=k[0], dataset_note="",
-                         step=1, mig={})
-            for i, k in enumerate(keys)]
-  order = [key[2] for key in report.group_models(models)]
-  assert order == ["vae", "betatcvae/mss", "factorvae", "dipvae_ii", "annealedvae"]
-
-
 def test_beta_tcvae_minus_beta_vae_at_each_beta(tmp_path):
   tc6, bv6 = [0.30, 0.35, 0.40, 0.45, 0.50], [0.05, 0.10, 0.15, 0.20, 0.25]
   write_run(tmp_path / "tc", "betatcvae", [6] * 5 + [2] * 2, tc6 + [0.1, 0.2], [0.1] * 7)
