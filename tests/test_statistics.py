@@ -86,3 +86,8 @@ def test_paired_comparison_uses_each_seeds_difference():
   with pytest.raises(ValueError, match="same seeds"):
     statistics.compare_paired({0: 1.0, 1: 2.0}, {0: 1.0, 2: 2.0})
   assert statistics.bootstrap_median([2.0] * 4) == (2.0, 2.0)
+
+
+def test_signed_interval_prints_every_sign_and_rounds_to_three_decimals():
+  assert statistics.signed_interval(0.1424, -0.2106, 0.25949) == "+0.142 [-0.211, +0.259]"
+  assert statistics.signed_interval(-0.0005, 0.0, -1.0) == "-0.001 [+0.000, -1.000]"

@@ -39,6 +39,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from vae_jax import statistics
+from vae_jax.statistics import signed_interval
 # Also reached as vae_jax.report.<name>, where scripts and notebooks look for them.
 from vae_jax.model_groups import CONVENTIONS, Model, group_labels, group_models, load_models, summarize
 
@@ -135,8 +136,8 @@ def comparison_lines(groups: dict[tuple, list[Model]]) -> list[str]:
   for tc, bv in pairs:
     row = f"| {labels[tc]} | {labels[bv]} | {len(groups[tc])} vs {len(groups[bv])} |"
     for key, _ in CONVENTIONS:
-      c = statistics.compare([m.mig[key]["value"] for m in groups[tc]], [m.mig[key]["value"] for m in groups[bv]])
-      row += f" {c['difference']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] | {c['p']:.3f} |"
+      c, _ = pair_statistics(groups[tc], groups[bv], key)
+      row += f" {signed_interval(c['difference'], c['low'], c['high'])} | {c['p']:.3f} |"
     lines.append(row)
   return lines + paired_comparison_lines(groups, pairs, labels)
 
@@ -145,6 +146,16 @@ def _by_seed(models: list[Model], key: str) -> dict[int, float] | None:
   """{seed: MIG value} of a group, or None if a seed occurs twice (then it is not one model per seed)."""
   values = {m.seed: m.mig[key]["value"] for m in models}
   return values if len(values) == len(models) else None
+
+
+def pair_statistics(a: list[Model], b: list[Model], key: str) -> tuple[dict, dict | None]:
+  """Groups a and b compared in MIG convention `key`: statistics.compare over their seeds and,
+  where both hold one model per seed on the same seeds, statistics.compare_paired (else None)."""
+  unpaired = statistics.compare([m.mig[key]["value"] for m in a], [m.mig[key]["value"] for m in b])
+  a_seed, b_seed = _by_seed(a, key), _by_seed(b, key)
+  paired = (statistics.compare_paired(a_seed, b_seed)
+            if a_seed is not None and b_seed is not None and set(a_seed) == set(b_seed) else None)
+  return unpaired, paired
 
 
 def paired_comparison_lines(groups: dict[tuple, list[Model]], pairs: list[tuple[tuple, tuple]],
@@ -157,12 +168,11 @@ def paired_comparison_lines(groups: dict[tuple, list[Model]], pairs: list[tuple[
   for tc, bv in pairs:
     cells = []
     for key, _ in CONVENTIONS:
-      a, b = _by_seed(groups[tc], key), _by_seed(groups[bv], key)
-      if a is None or b is None or set(a) != set(b):
+      _, c = pair_statistics(groups[tc], groups[bv], key)
+      if c is None:
         break
-      c = statistics.compare_paired(a, b)
       per_seed = ", ".join(f"{d:+.3f}" for d in c["differences"].values())
-      cells.append(f" {per_seed} | {c['median']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] | "
+      cells.append(f" {per_seed} | {signed_interval(c['median'], c['low'], c['high'])} | "
                    f"{c['higher']} of {c['n']} | {c['p']:.4f} |")
     else:
       seeds = ", ".join(str(seed) for seed in sorted(m.seed for m in groups[tc]))
@@ -242,14 +252,11 @@ def summary_markdown(groups: dict[tuple, list[Model]]) -> str:
               "per-seed differences: median [95% bootstrap] | β-TCVAE higher | Wilcoxon p |",
               "|---|---|---|---:|---|---:|---:|"]
     for tc, bv in pairs:
-      a, b = [m.mig["mig"]["value"] for m in groups[tc]], [m.mig["mig"]["value"] for m in groups[bv]]
-      c = statistics.compare(a, b)
-      row = (f"| {labels[tc]} − {labels[bv]} | {len(a)} vs {len(b)} | {c['difference']:+.3f} "
-             f"[{c['low']:+.3f}, {c['high']:+.3f}] | {c['p']:.3f} |")
-      a_seed, b_seed = _by_seed(groups[tc], "mig"), _by_seed(groups[bv], "mig")
-      if a_seed is not None and b_seed is not None and set(a_seed) == set(b_seed):
-        d = statistics.compare_paired(a_seed, b_seed)
-        row += f" {d['median']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] | {d['higher']} of {d['n']} | {d['p']:.3f} |"
+      c, d = pair_statistics(groups[tc], groups[bv], "mig")
+      row = (f"| {labels[tc]} − {labels[bv]} | {len(groups[tc])} vs {len(groups[bv])} | "
+             f"{signed_interval(c['difference'], c['low'], c['high'])} | {c['p']:.3f} |")
+      if d is not None:
+        row += f" {signed_interval(d['median'], d['low'], d['high'])} | {d['higher']} of {d['n']} | {d['p']:.3f} |"
       else:
         row += " – (different seeds) | – | – |"
       lines.append(row)

@@ -51,6 +51,12 @@ def compare(a: Sequence[float], b: Sequence[float], *, seed: int = 0) -> dict[st
   return {"difference": float(np.median(a) - np.median(b)), "low": low, "high": high, **mann_whitney(a, b)}
 
 
+def signed_interval(estimate: float, low: float, high: float) -> str:
+  """An estimate with its interval, signed, to 3 decimals, as every report prints a difference
+  of scores: signed_interval(0.142, -0.211, 0.259) == "+0.142 [-0.211, +0.259]"."""
+  return f"{estimate:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
 def wilcoxon_signed_rank(differences: Sequence[float], *, max_exact: int = 16) -> dict[str, float]:
   """Wilcoxon signed-rank test of paired differences d [n] against "symmetric about 0":
   {"w_plus" (sum of the ranks of |d| where d > 0, tied |d| sharing their average rank),

@@ -27,7 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from vae_jax.report import write_marked_section
-from vae_jax.statistics import bootstrap_median_difference, compare_paired
+from vae_jax.statistics import compare, compare_paired, signed_interval
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BASELINE = "mws"
@@ -70,7 +70,14 @@ def paired_cell(scores: dict[int, float], base: dict[int, float]) -> str:
   if set(scores) != set(base):
     return "–"
   c = compare_paired(scores, base)
-  return f"{c['median']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}], {c['higher']} of {c['n']}, p = {c['p']:.3f}"
+  return f"{signed_interval(c['median'], c['low'], c['high'])}, {c['higher']} of {c['n']}, p = {c['p']:.3f}"
+
+
+def baseline_cells(scores: dict[int, float], base: dict[int, float]) -> tuple[str, str]:
+  """The two comparison cells of an arm's row against the baseline: the medians' difference
+  with its 95% bootstrap interval over each side's seeds, and `paired_cell`."""
+  c = compare(list(scores.values()), list(base.values()))
+  return signed_interval(c["difference"], c["low"], c["high"]), paired_cell(scores, base)
 
 
 def shares_a_latent(mig: dict) -> bool:
@@ -108,7 +115,6 @@ def table(records: dict[str, dict]) -> str:
            f"IQR [Q1, Q3] | share ≥ {THRESHOLD} | median − `{BASELINE}`, 95% bootstrap | {PAIRED_HEADER} | "
            "MIG per seed | two factors on one latent |",
            "|---|---:|---|---:|---:|---:|---|---:|---|---|---|---:|"]
-  base = final_migs(records[BASELINE]) if BASELINE in records else None
   base_by_seed = migs_by_seed(records[BASELINE]) if BASELINE in records else None
   for arm, r in records.items():
     v = final_migs(r)
@@ -116,10 +122,8 @@ def table(records: dict[str, dict]) -> str:
     cfg = r["config"]
     minutes = training_minutes_per_model(r)
     diff = paired = "–"
-    if base is not None and arm != BASELINE:
-      lo, hi = bootstrap_median_difference(v, base)
-      diff = f"{med - np.median(base):+.3f} [{lo:+.3f}, {hi:+.3f}]"
-      paired = paired_cell(migs_by_seed(r), base_by_seed)
+    if base_by_seed is not None and arm != BASELINE:
+      diff, paired = baseline_cells(migs_by_seed(r), base_by_seed)
     lines.append(f"| `{arm}` | {len(v)} | {cfg['num_train_steps']:,} × {cfg['batch_size']} | "
                  f"{r['images_per_member']:,} | {'–' if np.isnan(minutes) else f'{minutes:.1f}'} | {med:.3f} | {q3 - q1:.3f} [{q1:.3f}, {q3:.3f}] | "
                  f"{np.mean(v >= THRESHOLD):.0%} | {diff} | {paired} | {', '.join(f'{x:.3f}' for x in v)} | {shared_count(r)} |")
@@ -171,7 +175,6 @@ def screen_table(screen: dict[str, dict], cpu_records: dict[str, dict]) -> str:
     raise ValueError(f"Screen runs saw different numbers of images: {sorted(images)}.")
   images = images.pop()
   base_by_seed = screen_baseline(cpu_records[BASELINE], images)
-  base = np.asarray(list(base_by_seed.values()))
   lines = ["| candidate | seeds | images per model | sub-grid MIG median | IQR [Q1, Q3] | "
            f"share ≥ {THRESHOLD} | median − `{BASELINE}`, 95% bootstrap | {PAIRED_HEADER} | MIG per seed | "
            "two factors on one latent |",
@@ -183,9 +186,7 @@ def screen_table(screen: dict[str, dict], cpu_records: dict[str, dict]) -> str:
     q1, med, q3 = np.percentile(v, [25, 50, 75])
     diff = paired = "–"
     if i:
-      lo, hi = bootstrap_median_difference(v, base)
-      diff = f"{med - np.median(base):+.3f} [{lo:+.3f}, {hi:+.3f}]"
-      paired = paired_cell(by_seed, base_by_seed)
+      diff, paired = baseline_cells(by_seed, base_by_seed)
     lines.append(f"| {name} | {len(v)} | {images:,} | {med:.3f} | {q3 - q1:.3f} [{q1:.3f}, {q3:.3f}] | "
                  f"{np.mean(v >= THRESHOLD):.0%} | {diff} | {paired} | {', '.join(f'{x:.3f}' for x in v)} | {shared} |")
   return "\n".join(lines) + "\n"
