@@ -42,7 +42,7 @@ def latest_params(workdir):
 
 
 def test_train_writes_checkpoints_events_and_metrics(tmp_path):
-  proc = run_main(f"--workdir={tmp_path}")
+  proc = run_main(f"--workdir={tmp_path}", "--config.tensorboard=True")
   files = os.listdir(tmp_path)
   assert {"config.json", "metrics.json", "checkpoints"} <= set(files)
   assert any(f.startswith("events.out.tfevents") for f in files)
@@ -64,6 +64,11 @@ def test_kill_9_then_rerun_resumes_exactly(tmp_path):
   args = ["--config.num_train_steps=40", "--config.checkpoint_every_steps=10", "--config.eval.final=none",
           "--config.eval.figures=False"]
   run_main(f"--workdir={tmp_path / 'straight'}", *args)
+  # configs/test.py logs to metrics.jsonl (config.tensorboard False): every step's scalars, no event file.
+  assert not any(f.startswith("events.out") for f in os.listdir(tmp_path / "straight"))
+  with open(tmp_path / "straight" / "metrics.jsonl") as f:
+    logged = [json.loads(line) for line in f]
+  assert [r["step"] for r in logged if "loss" in r] == list(range(2, 41, 2))
   cmd = [sys.executable, "-m", "vae_jax.main", "--config=configs/test.py", f"--workdir={tmp_path / 'killed'}", *args,
          "--config.data.prefetch=1"]
   proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,6 +1,7 @@
 """Metric writers: clu's where TensorFlow is installed, JSON lines where it is not."""
 
 import json
+import os
 import sys
 
 import pytest
@@ -39,3 +40,17 @@ def test_without_tensorflow_the_fallbacks_are_used(tmp_path, monkeypatch):
   with open(tmp_path / "metrics.jsonl") as f:
     rates = [json.loads(line) for line in f]
   assert rates == [{"step": 10, "steps_per_sec": pytest.approx(4.5)}, {"step": 20, "steps_per_sec": pytest.approx(5.0)}]
+
+
+def test_tensorboard_false_logs_to_json_lines_where_tensorflow_is_installed(tmp_path):
+  pytest.importorskip("tensorflow")
+  assert not isinstance(writers.create_writer(str(tmp_path / "tb")), writers.JsonLinesWriter)
+  writer = writers.create_writer(str(tmp_path), tensorboard=False)
+  assert isinstance(writer, writers.JsonLinesWriter)
+  progress = writers.report_progress(10, writer, every_steps=5)
+  for step, t in [(0, 0.0), (5, 2.0), (10, 3.0)]:
+    progress(step, t)
+  with open(tmp_path / "metrics.jsonl") as f:
+    rates = [json.loads(line) for line in f]
+  assert rates == [{"step": 5, "steps_per_sec": pytest.approx(2.5)}, {"step": 10, "steps_per_sec": pytest.approx(5.0)}]
+  assert not any(f.startswith("events.out") for f in os.listdir(tmp_path))

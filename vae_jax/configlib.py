@@ -105,6 +105,9 @@ def base_config() -> ml_collections.ConfigDict:
       c.eval[name] = default
 
   c.log_every_steps = 100
+  # TensorBoard event files in the workdir (clu's writers; imports TensorFlow, several
+  # seconds of start-up). False, or no TensorFlow installed: scalars go to metrics.jsonl.
+  c.tensorboard = True
   c.checkpoint_every_steps = 500
   c.max_checkpoints_to_keep = 3
   c.multi_host = False  # Call jax.distributed.initialize() (multi-host TPU pods, several processes).
@@ -254,13 +257,14 @@ def validate_dataset(config: ml_collections.ConfigDict, dataset: FactorDataset) 
 
 # Keys that may differ between a workdir's config.json and the config that resumes it
 # (or evaluates, visualises or exports it): how long to train; what to evaluate and
-# draw; how often to log and checkpoint and how many checkpoints to keep; how and from
+# draw; how often to log and checkpoint and how many checkpoints to keep, and where the
+# scalars go (tensorboard); how and from
 # where the input is read (the batches are the same); how processes start and how the
 # devices are split (the same updates up to float32 rounding). Every other
 # key (seed, data.name, data.holdout, model.*, loss.*, optimizer.*, batch_size,
 # ensemble.*) defines what the checkpoints hold, and a change is refused.
 RESUMABLE_KEYS = ("num_train_steps", "eval", "log_every_steps", "checkpoint_every_steps", "max_checkpoints_to_keep",
-                  "data.prefetch", "data.workers", "data.pipeline", "data.data_dir", "data.cache", "multi_host",
+                  "tensorboard", "data.prefetch", "data.workers", "data.pipeline", "data.data_dir", "data.cache", "multi_host",
                   "parallel")
 
 

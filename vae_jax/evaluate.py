@@ -269,7 +269,7 @@ def _evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> rundir
   scalars = summary_scalars(evaluations, "eval_full" if full else "eval_subset")
   if jax.process_index() == 0:
     rundir.write_metrics(workdir, results)
-    writer = writers.create_writer(workdir)
+    writer = writers.create_writer(workdir, tensorboard=config.tensorboard)
     writer.write_scalars(run.step, scalars)
     writer.close()
   logging.info("Evaluated step %d: %s", run.step, scalars)

@@ -252,7 +252,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       return evaluate.evaluate_ensemble(config.eval, model, objective, state.params["vae"], dataset, mesh,
                                         full=full, seed=config.seed)
 
-    writer = writers.create_writer(workdir, just_logging=not is_chief, asynchronous=True)
+    writer = writers.create_writer(workdir, tensorboard=config.tensorboard, just_logging=not is_chief,
+                                   asynchronous=True)
     if start_step == 0:
       writer.write_hparams(member_scalars({k: np.asarray(v) for k, v in configlib.member_hparams(config).items()})
                            | {"batch_size": config.batch_size, "latent_dim": config.model.latent_dim,

@@ -33,7 +33,7 @@ def visualize_workdir(config: ml_collections.ConfigDict, workdir: str, *, member
   with rundir.hold_workdir(workdir, existing=run is None):
     run = run if run is not None else rundir.restore_run(config, workdir)
     members = range(codes.num_members(run.params)) if members is None else members
-    writer = writers.create_writer(workdir, just_logging=jax.process_index() != 0)
+    writer = writers.create_writer(workdir, tensorboard=config.tensorboard, just_logging=jax.process_index() != 0)
     out = {}
     try:
       for m in members:

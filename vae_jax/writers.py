@@ -1,9 +1,10 @@
 """Metric writers and progress reports that also work where TensorFlow is not installed.
 
 clu's writers (TensorBoard event files) and its ReportProgress need TensorFlow. A
-machine with only JAX (a bare accelerator VM, say) still gets every scalar: they are
-logged and appended to WORKDIR/metrics.jsonl, one JSON object per step; images are
-skipped there (the figures are PNG files anyway).
+machine with only JAX (a bare accelerator VM, say), or a run with config.tensorboard
+False (no TensorFlow import, several seconds less start-up), still gets every scalar:
+they are logged and appended to WORKDIR/metrics.jsonl, one JSON object per step; images
+are skipped there (the figures are PNG files anyway).
 """
 
 from __future__ import annotations
@@ -55,9 +56,11 @@ class JsonLinesWriter:
     pass
 
 
-def create_writer(workdir: str, *, just_logging: bool = False, asynchronous: bool = False):
-  """clu's default writer (TensorBoard + logging), or a JsonLinesWriter without TensorFlow."""
-  metric_writers = _clu_metric_writers()
+def create_writer(workdir: str, *, tensorboard: bool = True, just_logging: bool = False,
+                  asynchronous: bool = False):
+  """clu's default writer (TensorBoard + logging), or a JsonLinesWriter when `tensorboard` is
+  False (config.tensorboard; importing TensorFlow costs seconds at start-up) or TensorFlow is missing."""
+  metric_writers = _clu_metric_writers() if tensorboard else None
   if metric_writers is None:
     return JsonLinesWriter(workdir, just_logging)
   return metric_writers.create_default_writer(workdir, just_logging=just_logging, asynchronous=asynchronous)
@@ -98,8 +101,9 @@ class _StepRate:
 
 
 def report_progress(num_train_steps: int, writer, every_steps: int):
-  """A callable (step, time) that reports training progress: clu's ReportProgress where available."""
-  if _clu_metric_writers() is None:
+  """A callable (step, time) that reports training progress to `writer`: clu's ReportProgress
+  for clu's writers, the same report without TensorFlow for a JsonLinesWriter."""
+  if isinstance(writer, JsonLinesWriter):
     return _StepRate(num_train_steps, writer, every_steps)
   from clu import periodic_actions
 
