@@ -195,6 +195,20 @@ def _is_resource_error(e: BaseException) -> bool:
   return isinstance(e, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(e)
 
 
+def _write_replicated_arrays_whole() -> None:
+  """In a single-process run, orbax writes each array from one device, whole.
+
+  Orbax's default off GPU (replica-parallel writing) splits an array replicated over
+  several devices (the state on a data-parallel mesh) into one slice per replica, which
+  compiles a slicing program per array shape on each save's first use (~0.3 s each on
+  this project's CPU: seconds per run) and gains nothing when one process writes every
+  slice anyway. The files are the same either way; multi-process runs keep the default.
+  """
+  if jax.process_count() == 1:
+    ocp.type_handlers.register_type_handler(jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False),
+                                            override=True)
+
+
 class Checkpointer:
   """Periodic and final saves with a content digest, keep-the-last-few, verified restore-latest."""
 
@@ -209,6 +223,7 @@ class Checkpointer:
     """
     self.directory = os.path.abspath(directory)
     self.save_every_steps = save_every_steps
+    _write_replicated_arrays_whole()
     self._manager = ocp.CheckpointManager(
         self.directory,
         item_handlers={STATE_ITEM: ocp.StandardCheckpointHandler(), DIGEST_ITEM: ocp.JsonCheckpointHandler()},
