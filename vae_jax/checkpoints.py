@@ -200,13 +200,24 @@ def _write_replicated_arrays_whole() -> None:
 
   Orbax's default off GPU (replica-parallel writing) splits an array replicated over
   several devices (the state on a data-parallel mesh) into one slice per replica, which
-  compiles a slicing program per array shape on each save's first use (~0.3 s each on
-  this project's CPU: seconds per run) and gains nothing when one process writes every
-  slice anyway. The files are the same either way; multi-process runs keep the default.
+  compiles a slicing program per array shape at a process's first save (48 for
+  configs/test.py's FactorVAE on 4 forced CPU devices, about 4 s on this project's
+  CPU) and gains nothing when one process writes every slice anyway. The files are the
+  same either way; multi-process runs keep the default.
   """
-  if jax.process_count() == 1:
-    ocp.type_handlers.register_type_handler(jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False),
-                                            override=True)
+  global _WHOLE_ARRAY_HANDLER
+  if jax.process_count() > 1 or _WHOLE_ARRAY_HANDLER is not None:
+    return
+  _WHOLE_ARRAY_HANDLER = ocp.type_handlers.ArrayHandler(use_replica_parallel=False)
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)  # Orbax warns about the override; a bad-input error stays its own line.
+  try:
+    ocp.type_handlers.register_type_handler(jax.Array, _WHOLE_ARRAY_HANDLER, override=True)
+  finally:
+    logging.set_verbosity(verbosity)
+
+
+_WHOLE_ARRAY_HANDLER = None
 
 
 class Checkpointer:
