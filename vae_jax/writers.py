@@ -2,7 +2,7 @@
 
 clu's writers (TensorBoard event files) and its ReportProgress need TensorFlow. A
 machine with only JAX (a bare accelerator VM, say), or a run with config.tensorboard
-False (no TensorFlow import, several seconds less start-up), still gets every scalar:
+False (no TensorFlow import: seconds less start-up), still gets every scalar:
 they are logged and appended to WORKDIR/metrics.jsonl, one JSON object per step; images
 are skipped there (the figures are PNG files anyway).
 """
