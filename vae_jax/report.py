@@ -39,7 +39,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from vae_jax import statistics
-from vae_jax.statistics import signed_interval
 # Also reached as vae_jax.report.<name>, where scripts and notebooks look for them.
 from vae_jax.model_groups import CONVENTIONS, Model, group_labels, group_models, load_models, summarize
 
@@ -137,7 +136,7 @@ def comparison_lines(groups: dict[tuple, list[Model]]) -> list[str]:
     row = f"| {labels[tc]} | {labels[bv]} | {len(groups[tc])} vs {len(groups[bv])} |"
     for key, _ in CONVENTIONS:
       c, _ = pair_statistics(groups[tc], groups[bv], key)
-      row += f" {signed_interval(c['difference'], c['low'], c['high'])} | {c['p']:.3f} |"
+      row += f" {statistics.signed_interval(c['difference'], c['low'], c['high'])} | {c['p']:.3f} |"
     lines.append(row)
   return lines + paired_comparison_lines(groups, pairs, labels)
 
@@ -172,7 +171,7 @@ def paired_comparison_lines(groups: dict[tuple, list[Model]], pairs: list[tuple[
       if c is None:
         break
       per_seed = ", ".join(f"{d:+.3f}" for d in c["differences"].values())
-      cells.append(f" {per_seed} | {signed_interval(c['median'], c['low'], c['high'])} | "
+      cells.append(f" {per_seed} | {statistics.signed_interval(c['median'], c['low'], c['high'])} | "
                    f"{c['higher']} of {c['n']} | {c['p']:.4f} |")
     else:
       seeds = ", ".join(str(seed) for seed in sorted(m.seed for m in groups[tc]))
@@ -254,9 +253,9 @@ def summary_markdown(groups: dict[tuple, list[Model]]) -> str:
     for tc, bv in pairs:
       c, d = pair_statistics(groups[tc], groups[bv], "mig")
       row = (f"| {labels[tc]} − {labels[bv]} | {len(groups[tc])} vs {len(groups[bv])} | "
-             f"{signed_interval(c['difference'], c['low'], c['high'])} | {c['p']:.3f} |")
+             f"{statistics.signed_interval(c['difference'], c['low'], c['high'])} | {c['p']:.3f} |")
       if d is not None:
-        row += f" {signed_interval(d['median'], d['low'], d['high'])} | {d['higher']} of {d['n']} | {d['p']:.3f} |"
+        row += f" {statistics.signed_interval(d['median'], d['low'], d['high'])} | {d['higher']} of {d['n']} | {d['p']:.3f} |"
       else:
         row += " – (different seeds) | – | – |"
       lines.append(row)
