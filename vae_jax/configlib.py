@@ -264,8 +264,8 @@ def validate_dataset(config: ml_collections.ConfigDict, dataset: FactorDataset) 
 # key (seed, data.name, data.holdout, model.*, loss.*, optimizer.*, batch_size,
 # ensemble.*) defines what the checkpoints hold, and a change is refused.
 RESUMABLE_KEYS = ("num_train_steps", "eval", "log_every_steps", "checkpoint_every_steps", "max_checkpoints_to_keep",
-                  "tensorboard", "data.prefetch", "data.workers", "data.pipeline", "data.data_dir", "data.cache", "multi_host",
-                  "parallel")
+                  "tensorboard", "data.prefetch", "data.workers", "data.pipeline", "data.data_dir", "data.cache",
+                  "multi_host", "parallel")
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

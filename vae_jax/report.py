@@ -132,13 +132,14 @@ def comparison_lines(groups: dict[tuple, list[Model]]) -> list[str]:
            "| β-TCVAE group | β-VAE group | n |" + "".join(f" {name}: difference [95% interval] | p |"
                                                        for _, name in CONVENTIONS),
            "|---|---|---|" + "---|---:|" * len(CONVENTIONS)]
+  stats = {(tc, bv, key): pair_statistics(groups[tc], groups[bv], key) for tc, bv in pairs for key, _ in CONVENTIONS}
   for tc, bv in pairs:
     row = f"| {labels[tc]} | {labels[bv]} | {len(groups[tc])} vs {len(groups[bv])} |"
     for key, _ in CONVENTIONS:
-      c, _ = pair_statistics(groups[tc], groups[bv], key)
+      c, _ = stats[tc, bv, key]
       row += f" {statistics.signed_interval(c['difference'], c['low'], c['high'])} | {c['p']:.3f} |"
     lines.append(row)
-  return lines + paired_comparison_lines(groups, pairs, labels)
+  return lines + paired_comparison_lines(groups, pairs, labels, stats)
 
 
 def _by_seed(models: list[Model], key: str) -> dict[int, float] | None:
@@ -158,16 +159,17 @@ def pair_statistics(a: list[Model], b: list[Model], key: str) -> tuple[dict, dic
 
 
 def paired_comparison_lines(groups: dict[tuple, list[Model]], pairs: list[tuple[tuple, tuple]],
-                            labels: dict[tuple, str]) -> list[str]:
+                            labels: dict[tuple, str], stats: dict[tuple, tuple[dict, dict | None]]) -> list[str]:
   """Markdown: for the β-TCVAE/β-VAE pairs trained on the same seeds (the same initialisations
   and data orders), per MIG convention the per-seed differences, their median with a 95%
   bootstrap interval over seeds, how many seeds favour β-TCVAE and the exact two-sided
-  Wilcoxon signed-rank p (vae_jax.statistics.compare_paired). Empty if no pair shares its seeds."""
+  Wilcoxon signed-rank p (vae_jax.statistics.compare_paired). stats: {(β-TCVAE key, β-VAE key,
+  convention): pair_statistics}. Empty if no pair shares its seeds."""
   rows = []
   for tc, bv in pairs:
     cells = []
     for key, _ in CONVENTIONS:
-      _, c = pair_statistics(groups[tc], groups[bv], key)
+      _, c = stats[tc, bv, key]
       if c is None:
         break
       per_seed = ", ".join(f"{d:+.3f}" for d in c["differences"].values())
@@ -255,7 +257,8 @@ def summary_markdown(groups: dict[tuple, list[Model]]) -> str:
       row = (f"| {labels[tc]} − {labels[bv]} | {len(groups[tc])} vs {len(groups[bv])} | "
              f"{statistics.signed_interval(c['difference'], c['low'], c['high'])} | {c['p']:.3f} |")
       if d is not None:
-        row += f" {statistics.signed_interval(d['median'], d['low'], d['high'])} | {d['higher']} of {d['n']} | {d['p']:.3f} |"
+        row += (f" {statistics.signed_interval(d['median'], d['low'], d['high'])} | {d['higher']} of {d['n']} | "
+                f"{d['p']:.3f} |")
       else:
         row += " – (different seeds) | – | – |"
       lines.append(row)
