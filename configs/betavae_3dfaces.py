@@ -21,20 +21,10 @@ the MIG with Chen et al.'s 3D-faces figures only with the same factors counted (
 azimuth, elevation, lighting) and say that the networks differ.
 """
 
-from vae_jax.configlib import base_config
+from vae_jax.configlib import conv64_betavae_config
 
 
 def get_config():
-  config = base_config()
-  config.data.name = "faces3d"
-  config.model.architecture = "conv64"
-  config.model.latent_dim = 32
-  config.loss.objective = "betavae"
-  config.loss.likelihood = "bernoulli"
-  config.loss.beta = 20.0
-  config.optimizer.learning_rate = 1e-4
-  config.num_train_steps = 20_000
-  config.log_every_steps = 200
-  config.checkpoint_every_steps = 2000
+  config = conv64_betavae_config("faces3d", beta=20.0, latent_dim=32)
   config.eval.mig_factors = ("azimuth", "elevation", "lighting")
   return config

@@ -21,18 +21,8 @@ Expect a low MIG: the 183 car models are one categorical factor that no latent
 encodes smoothly.
 """
 
-from vae_jax.configlib import base_config
+from vae_jax.configlib import conv64_betavae_config
 
 
 def get_config():
-  config = base_config()
-  config.data.name = "cars3d"
-  config.model.architecture = "conv64"
-  config.loss.objective = "betavae"
-  config.loss.likelihood = "bernoulli"
-  config.loss.beta = 4.0
-  config.optimizer.learning_rate = 1e-4
-  config.num_train_steps = 20_000
-  config.log_every_steps = 200
-  config.checkpoint_every_steps = 2000
-  return config
+  return conv64_betavae_config("cars3d", beta=4.0)

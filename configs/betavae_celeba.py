@@ -28,21 +28,11 @@ a GPU. With no factors, judge the result by latent traversals and by how well th
 attributes can be read from the codes.
 """
 
-from vae_jax.configlib import base_config
+from vae_jax.configlib import conv64_betavae_config
 
 
 def get_config():
-  config = base_config()
-  config.data.name = "celeb_a"
-  config.model.architecture = "conv64"
-  config.model.latent_dim = 32
-  config.loss.objective = "betavae"
-  config.loss.likelihood = "bernoulli"
-  config.loss.beta = 250.0
-  config.optimizer.learning_rate = 1e-4
-  config.num_train_steps = 20_000
-  config.log_every_steps = 200
-  config.checkpoint_every_steps = 2000
+  config = conv64_betavae_config("celeb_a", beta=250.0, latent_dim=32)
   config.eval.final = "none"  # No factors: Chen's MIG and the histogram MIG cannot run.
   config.eval.every_steps = 0
   return config

@@ -24,18 +24,8 @@ epochs) take roughly 3 hours on a 2-core CPU, minutes on a GPU; the full evaluat
 encodes all 1,036,800 images.
 """
 
-from vae_jax.configlib import base_config
+from vae_jax.configlib import conv64_betavae_config
 
 
 def get_config():
-  config = base_config()
-  config.data.name = "mpi3d_toy"
-  config.model.architecture = "conv64"
-  config.loss.objective = "betavae"
-  config.loss.likelihood = "bernoulli"
-  config.loss.beta = 4.0
-  config.optimizer.learning_rate = 1e-4
-  config.num_train_steps = 20_000
-  config.log_every_steps = 200
-  config.checkpoint_every_steps = 2000
-  return config
+  return conv64_betavae_config("mpi3d_toy", beta=4.0)

@@ -19,19 +19,10 @@ Expected result: not measured here (no offline copy). 20,000 steps of batch 256 
 epochs) take roughly 3 hours on a 2-core CPU, minutes on a GPU.
 """
 
-from vae_jax.configlib import base_config
+from vae_jax.configlib import conv64_betavae_config
 
 
 def get_config():
-  config = base_config()
-  config.data.name = "smallnorb"
-  config.model.architecture = "conv64"
-  config.loss.objective = "betavae"
-  config.loss.likelihood = "bernoulli"
-  config.loss.beta = 4.0
-  config.optimizer.learning_rate = 1e-4
-  config.num_train_steps = 20_000
-  config.log_every_steps = 200
-  config.checkpoint_every_steps = 2000
+  config = conv64_betavae_config("smallnorb", beta=4.0)
   config.eval.mig_factors = ("category", "elevation", "azimuth", "lighting")
   return config

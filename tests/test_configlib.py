@@ -29,6 +29,16 @@ def test_shipped_configs_validate_and_document_their_command(path):
   assert f"--config=configs/{path.name}" in module.__doc__
 
 
+@pytest.mark.parametrize("dataset", ["dsprites", "shapes3d", "smallnorb", "cars3d", "faces3d", "mpi3d_real"])
+def test_conv64_betavae_config_is_a_valid_run_of_that_dataset(dataset):
+  config = configlib.conv64_betavae_config(dataset, beta=8.0, latent_dim=16)
+  configlib.validate_config(config)
+  changed = configlib.config_differences(configlib.flatten(configlib.base_config().to_dict()), config)
+  assert changed["data.name"][1] == dataset and changed["loss.beta"][1] == 8.0
+  assert changed["model.latent_dim"][1] == 16 and changed["model.architecture"][1] == "conv64"
+  assert config.loss.objective == "betavae" and configlib.member_betas(config) == (8.0,)
+
+
 def test_unknown_key_is_rejected():
   config = configlib.base_config()
   with pytest.raises(AttributeError):
